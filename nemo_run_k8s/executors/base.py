@@ -1,0 +1,180 @@
+"""The small interface every backend implements.
+
+A backend turns a bundle into a *plan* (pure, no I/O: what would be built and
+launched), launches a plan, and afterwards answers questions about the job by
+its *handle* alone: a JSON-serializable dict stored in the job record. Because
+``state``/``logs``/``cancel``/``outcome`` take only the handle, a fresh process
+can reattach to any job from its record (``run.Job.from_id``).
+
+Backend modules are imported lazily (see :func:`backend_class`), so
+``import nemo_run_k8s`` never imports docker or kubernetes.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import importlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from nemo_run_k8s.bundle import Bundle
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one job asks for: ``num_nodes`` x ``nproc_per_node`` processes."""
+
+    num_nodes: int = 1
+    nproc_per_node: int = 1
+    gpus_per_node: int = 0
+
+    @property
+    def world_size(self) -> int:
+        return self.num_nodes * self.nproc_per_node
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """Identity of one job, fixed before anything is launched.
+
+    ``job_dir`` is a host directory owned by the job record: backends that can
+    write to the host keep logs and rank 0's outcome there.
+    """
+
+    job_id: str
+    name: str
+    job_dir: Path
+    experiment: str | None = None
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a backend would do for one job: the dry-run value.
+
+    ``documents`` are the exact objects that will be sent (PyTorchJob dicts,
+    container specs); ``details`` holds extra, human-facing items (Dockerfile
+    text, image tag). ``str(plan)`` is a YAML stream: comment lines describing
+    the job, then one document per object, so a Kubernetes plan can be piped to
+    ``kubectl apply -f -`` unchanged.
+    """
+
+    executor: str
+    job_id: str
+    name: str
+    manifest: Mapping[str, Any]
+    flattened_config: str
+    documents: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __str__(self) -> str:
+        import yaml
+
+        header = [
+            f"# nemo-run-k8s dry run: job {self.name!r} (id {self.job_id}) on {self.executor}",
+            f"# bundle sha256: {self.manifest.get('sha256', '?')}",
+            f"# task: {self.manifest.get('task_kind', '?')} {self.manifest.get('target', '')}",
+        ]
+        if self.flattened_config:
+            header.append("# config:")
+            header += [f"#   {line}" for line in self.flattened_config.splitlines()]
+        for key, value in self.details.items():
+            text = str(value)
+            if "\n" in text:
+                header.append(f"# {key}:")
+                header += [f"#   {line}" for line in text.rstrip().splitlines()]
+            else:
+                header.append(f"# {key}: {text}")
+        body = "".join(
+            "---\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+            for doc in self.documents
+        )
+        return "\n".join(header) + "\n" + body
+
+    __repr__ = __str__
+
+
+Handle = dict[str, Any]
+
+
+class Executor(abc.ABC):
+    """Where and how a job runs. One subclass (and one module) per backend."""
+
+    kind: ClassVar[str]
+
+    @abc.abstractmethod
+    def resources(self) -> Resources:
+        """The processes and GPUs one job of this executor asks for."""
+
+    def preflight(self) -> None:
+        """Checks that need the backend (daemon, cluster) but start nothing.
+
+        Raises :class:`~nemo_run_k8s.errors.InvalidOptionError` for requests the
+        backend cannot meet (e.g. more GPUs than the host has). Default: none.
+        """
+
+    @abc.abstractmethod
+    def plan(self, bundle: Bundle, job: JobSpec) -> Plan:
+        """What would be built and launched. Pure: no I/O, no daemon or cluster."""
+
+    @abc.abstractmethod
+    def launch(self, plan: Plan, bundle: Bundle, job: JobSpec) -> Handle:
+        """Starts the job and returns at once with its handle (JSON-serializable)."""
+
+    # Operations by handle: classmethods, so reattaching needs no executor object.
+
+    @classmethod
+    @abc.abstractmethod
+    def state(cls, handle: Handle) -> JobState:
+        """The job's state, read from the backend."""
+
+    @classmethod
+    @abc.abstractmethod
+    def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:
+        """The job's log lines (without trailing newlines); ``follow`` waits for more."""
+
+    @classmethod
+    @abc.abstractmethod
+    def cancel(cls, handle: Handle) -> None:
+        """Stops the job and removes what it holds (containers, pods, networks)."""
+
+    @classmethod
+    def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
+        """Rank 0's ``("success", value)`` or ``("error", traceback)``, if written."""
+        from nemo_run_k8s.bundle import read_outcome
+
+        output_dir = handle.get("output_dir")
+        return read_outcome(Path(output_dir)) if output_dir else None
+
+
+_BACKENDS = {
+    "local": "nemo_run_k8s.executors.local:LocalExecutor",
+    "docker": "nemo_run_k8s.executors.docker_executor:DockerExecutor",
+    "k8s": "nemo_run_k8s.executors.k8s_executor:KubernetesExecutor",
+}
+
+
+def backend_class(kind: str) -> type[Executor]:
+    """The executor class for ``kind``, importing its module only now."""
+    try:
+        module_name, _, attr = _BACKENDS[kind].partition(":")
+    except KeyError:
+        raise ValueError(f"unknown executor kind {kind!r}; known: {sorted(_BACKENDS)}") from None
+    return getattr(importlib.import_module(module_name), attr)
