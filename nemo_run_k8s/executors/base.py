@@ -129,6 +129,7 @@ class Executor(abc.ABC):
         Raises :class:`~nemo_run_k8s.errors.InvalidOptionError` for requests the
         backend cannot meet (e.g. more GPUs than the host has). Default: none.
         """
+        return None
 
     @abc.abstractmethod
     def plan(self, bundle: Bundle, job: JobSpec) -> Plan:
