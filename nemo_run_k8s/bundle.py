@@ -131,6 +131,7 @@ def make_bundle(
     """
     kind = task_kind(task)
     script_text = task.text() if isinstance(task, Script) else None
+    by_value = _by_value_modules(task, code_dirs)
     pickled = pickle_task(task, code_dirs)
     files = {"task.pkl": pickled}
     if script_text is not None:
@@ -148,7 +149,8 @@ def make_bundle(
         "pickle_sha256": hashlib.sha256(pickled).hexdigest(),
         "sha256": _hash_files(files),
         "resources": dataclasses.asdict(resources or Resources()),
-        "by_value_modules": sorted(_by_value_modules(task, code_dirs)),
+        "by_value_modules": sorted(by_value),
+        "imports": _imports(task, by_value),
         "flattened_config": describe_task(task),
     }
     yaml_text = _try_yaml(task)
@@ -314,6 +316,20 @@ def _by_value_modules(task: Any, code_dirs: tuple[str, ...]) -> set[str]:
         if module is not None and _is_user_module(module, code_dirs):
             names.add(module.__name__.partition(".")[0])
     return {n for n in names if n in sys.modules and n != "__main__"}
+
+
+def _imports(task: Any, by_value: set[str]) -> dict[str, list[str]]:
+    """``{module: [targets]}`` the job imports by reference (what the image must contain)."""
+    imports: dict[str, set[str]] = {}
+    for _, value in iter_values(task):
+        obj = value.__fn_or_cls__ if isinstance(value, fdl.Buildable) else value
+        if not isinstance(obj, (types.FunctionType, type)):
+            continue
+        module = getattr(obj, "__module__", None) or ""
+        if module == "__main__" or module.partition(".")[0] in by_value:
+            continue
+        imports.setdefault(module, set()).add(obj.__qualname__)
+    return {m: sorted(t) for m, t in sorted(imports.items())}
 
 
 def _is_user_module(module: types.ModuleType, code_dirs: tuple[str, ...]) -> bool:
