@@ -125,14 +125,12 @@ def from_yaml(source: str | os.PathLike[str]) -> Any:
 
 
 def _read_source(source: str | os.PathLike[str]) -> str:
-    if isinstance(source, os.PathLike):
-        return Path(source).read_text()
-    if "\n" not in source and source.endswith((".yaml", ".yml")):
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"no such YAML file: {source}")
-        return path.read_text()
-    return source
+    if isinstance(source, str) and ("\n" in source or not source.endswith((".yaml", ".yml"))):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"no such YAML file: {path}")
+    return path.read_text()
 
 
 def _from_data(data: Any, path: str) -> Any:

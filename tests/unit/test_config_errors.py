@@ -162,8 +162,8 @@ def test_from_yaml_of_a_non_boolean_partial_flag():
         run.from_yaml(text)
 
 
-def test_from_yaml_accepts_a_path_object_only_if_it_exists(tmp_path: Path):
-    with pytest.raises(FileNotFoundError):
+def test_from_yaml_of_a_missing_path_object_says_so(tmp_path: Path):
+    with pytest.raises(run.ConfigError, match=r"no such YAML file: .*absent\.yaml"):
         run.from_yaml(tmp_path / "absent.yaml")
 
 
