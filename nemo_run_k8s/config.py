@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy as _copy
 import functools
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, overload
 
@@ -248,15 +249,26 @@ def autoconvert(fn=None, /, *, partial=False):
     from fiddle._src.experimental import auto_config as _ac
 
     types = _ac.ConfigTypes(config_cls=Config, partial_cls=Partial, arg_factory_cls=fdl.ArgFactory)
+    name = getattr(fn, "__qualname__", repr(fn))
     try:
-        auto = _ac.auto_config(fn, experimental_config_types=types)
-    except _ac.UnsupportedLanguageConstructError as err:
-        name = getattr(fn, "__qualname__", repr(fn))
+        auto = _ac.auto_config(
+            fn,
+            experimental_config_types=types,
+            # We check the result ourselves, with a message that says what to return.
+            experimental_result_must_contain_buildable=False,
+        )
+    except OSError as err:  # inspect.getsource failed
         raise ConfigError(
-            f"@run.autoconvert cannot convert {name}: {err.msg} "
-            f"({err.filename}, line {err.lineno}). autoconvert records calls, it cannot "
-            "evaluate branches or loops. Workaround: write a plain function that does the "
-            "logic in Python and returns run.Config(...) objects."
+            f"@run.autoconvert cannot read the source of {name} ({err}); it rewrites the "
+            "function's source, so define the function in a .py file, not at a prompt."
+        ) from err
+    except _ac.UnsupportedLanguageConstructError as err:
+        source_line = (err.text or "").strip()
+        raise ConfigError(
+            f"@run.autoconvert cannot convert {name}: {_construct(err.msg)} "
+            f"({err.filename}, line {err.lineno}: {source_line}). autoconvert records calls, "
+            "it cannot evaluate branches or loops. Workaround: write a plain function that "
+            "does the logic in Python and returns run.Config(...) objects."
         ) from err
 
     @functools.wraps(fn)
@@ -274,6 +286,29 @@ def autoconvert(fn=None, /, *, partial=False):
     return make_config
 
 
+_CONSTRUCTS = {
+    "If": "an if/else statement",
+    "IfExp": "a conditional expression (x if c else y)",
+    "For": "a for loop",
+    "AsyncFor": "an async for loop",
+    "While": "a while loop",
+    "ListComp": "a list comprehension",
+    "SetComp": "a set comprehension",
+    "DictComp": "a dict comprehension",
+    "GeneratorExp": "a generator expression",
+    "Try": "a try statement",
+    "With": "a with statement",
+}
+
+
+def _construct(msg: str) -> str:
+    """Says which construct an auto_config message is about, in plain words."""
+    match = re.search(r"\((\w+)\)", msg)
+    if match and match.group(1) in _CONSTRUCTS:
+        return f"{_CONSTRUCTS[match.group(1)]} is not supported"
+    return msg.rstrip(".").replace(" by auto_config", "")
+
+
 # --------------------------------------------------------------------------- printing
 
 
@@ -281,21 +316,36 @@ def flatten(cfg: Any) -> list[tuple[str, Any]]:
     """``(path, value)`` for every leaf value set in the tree, and each node's target.
 
     Paths drop the ``<root>`` prefix: ``optimizer.lr``, ``layers[0].width``;
-    a node's target is listed as ``path`` = ``Config[module.Name]``.
+    a node's target is listed as ``path`` = ``Config[module.Name]``. A node
+    shared by several parents is listed in full at its first path; later paths
+    read ``<shared with first.path>``.
     """
     rows: list[tuple[str, Any]] = []
-    for path, value in iter_values(cfg):
+    first_path: dict[int, str] = {}
+
+    def visit(value: Any, path: str) -> None:
         short = path[len(ROOT) :].lstrip(".") or "."
         if isinstance(value, fdl.Buildable):
-            rows.append((short, _Target(value)))
+            if id(value) in first_path:
+                rows.append((short, _Label(f"<shared with {first_path[id(value)]}>")))
+                return
+            first_path[id(value)] = short
+            label = f"{type(value).__name__}[{target_name(value.__fn_or_cls__)}]"
+            rows.append((short, _Label(label)))
         elif not isinstance(value, (list, tuple, dict)) or not value:
             rows.append((short, value))
+        for child_path, child in _children(value, path):
+            visit(child, child_path)
+
+    visit(cfg, ROOT)
     return rows
 
 
-class _Target:
-    def __init__(self, node: fdl.Buildable):
-        self.text = f"{type(node).__name__}[{target_name(node.__fn_or_cls__)}]"
+class _Label:
+    """A flattened row's value that prints as its text, unquoted."""
+
+    def __init__(self, text: str):
+        self.text = text
 
     def __repr__(self) -> str:
         return self.text

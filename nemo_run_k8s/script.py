@@ -71,11 +71,18 @@ class Script:
         return ["bash", script_file, *self.args]
 
     def describe(self) -> str:
-        """Exactly what will run, as a shell-quoted line (for dry runs and logs)."""
+        """Exactly what will run (for dry runs and logs).
+
+        A shell-quoted command line with the environment; for an inline script
+        the line is followed by the script's text.
+        """
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env_vars.items())
         target = self.path if self.path is not None else "<inline script>"
         line = shlex.join(["bash", target, *self.args])
-        return f"{env} {line}" if env else line
+        line = f"{env} {line}" if env else line
+        if self.inline is None:
+            return line
+        return f"{line}\n--- <inline script> ---\n{self.inline}"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Script) and vars(self) == vars(other)

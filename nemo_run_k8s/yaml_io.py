@@ -8,7 +8,11 @@ Hydra's ``hydra.utils.instantiate`` build into the same objects:
 - tuples are ``{_target_: builtins.tuple, _args_: [[...]]}`` and enum members
   ``{_target_: module.Enum, _args_: [value]}`` (so both sides rebuild the real
   type, not a list or a string);
-- lists, dicts with string keys, None, bools, numbers and strings are plain YAML.
+- lists, dicts with string keys, None, bools, numbers and strings are plain YAML;
+  when the tree holds any list, tuple or dict, the root carries ``_convert_: all``
+  so Hydra passes them as plain Python containers (its default would hand the
+  targets OmegaConf ``ListConfig``/``DictConfig`` objects and turn a tuple
+  nested in a list into a ``ListConfig``).
 
 Anything else (a lambda, a lock, an arbitrary object) is an error naming its
 config path. A node shared by several parents is written at each place, so the
@@ -26,7 +30,7 @@ from typing import Any
 
 import fiddle as fdl
 
-from nemo_run_k8s.config import ROOT, Config, Partial, target_name
+from nemo_run_k8s.config import ROOT, Config, Partial, iter_values, target_name
 from nemo_run_k8s.errors import ConfigError
 
 _SCALARS = (type(None), bool, int, float, str)
@@ -37,7 +41,15 @@ def to_yaml(cfg: Any) -> str:
     """The config tree as Hydra-style YAML text."""
     import yaml
 
-    return yaml.safe_dump(_to_data(cfg, ROOT), sort_keys=False, default_flow_style=False)
+    data = _to_data(cfg, ROOT)
+    if isinstance(data, dict) and "_target_" in data and _holds_container(cfg):
+        head = {k: data.pop(k) for k in ("_target_", "_partial_") if k in data}
+        data = {**head, "_convert_": "all", **data}
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _holds_container(cfg: Any) -> bool:
+    return any(isinstance(value, (list, tuple, dict)) for _, value in iter_values(cfg))
 
 
 def _to_data(value: Any, path: str) -> Any:
@@ -71,10 +83,17 @@ def _to_data(value: Any, path: str) -> Any:
                 raise ConfigError(f"{path}: dict key {key!r} cannot be written as a YAML key")
             out[key] = _to_data(v, f"{path}[{key!r}]")
         return out
+    if getattr(value, "__name__", None) == "<lambda>":
+        what = "a lambda"
+    else:
+        what = f"a {type(value).__name__} ({_short_repr(value)})"
+    if callable(value):
+        advice = "configure it instead, e.g. run.Partial(module_level_function, ...)"
+    else:
+        advice = "make this value a run.Config of the call that creates it"
     raise ConfigError(
-        f"{path}: a {type(value).__name__} ({_short_repr(value)}) cannot be written as YAML. "
-        "YAML carries configs, lists, tuples, dicts, enums, strings, numbers, bools and None; "
-        "make this value a run.Config of the call that creates it."
+        f"{path}: {what} cannot be written as YAML; {advice}. YAML carries configs, lists, "
+        "tuples, dicts, enums, strings, numbers, bools and None."
     )
 
 
@@ -106,14 +125,12 @@ def from_yaml(source: str | os.PathLike[str]) -> Any:
 
 
 def _read_source(source: str | os.PathLike[str]) -> str:
-    if isinstance(source, os.PathLike):
-        return Path(source).read_text()
-    if "\n" not in source and source.endswith((".yaml", ".yml")):
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"no such YAML file: {source}")
-        return path.read_text()
-    return source
+    if isinstance(source, str) and ("\n" in source or not source.endswith((".yaml", ".yml"))):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"no such YAML file: {path}")
+    return path.read_text()
 
 
 def _from_data(data: Any, path: str) -> Any:
