@@ -13,20 +13,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from nemo_run_k8s.config import Config, Partial, autoconvert
-from nemo_run_k8s.errors import (
-    BundleError,
-    ConfigError,
-    ImageBuildError,
-    InvalidOptionError,
-    JobFailed,
-    JobNotFoundError,
-    NemoRunError,
-    SubmissionError,
-)
-from nemo_run_k8s.script import Script
-from nemo_run_k8s.yaml_io import from_yaml, to_yaml
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -61,8 +47,23 @@ __all__ = [
     "to_yaml",
 ]
 
-# Names loaded on first use, so `import nemo_run_k8s` stays as cheap as fiddle itself.
+# Every name is loaded on first use: `import nemo_run_k8s` costs almost nothing, the CLI starts
+# fast, and fiddle, docker and kubernetes load only when something needs them.
 _LAZY = {
+    "Config": "nemo_run_k8s.config",
+    "Partial": "nemo_run_k8s.config",
+    "autoconvert": "nemo_run_k8s.config",
+    "Script": "nemo_run_k8s.script",
+    "to_yaml": "nemo_run_k8s.yaml_io",
+    "from_yaml": "nemo_run_k8s.yaml_io",
+    "BundleError": "nemo_run_k8s.errors",
+    "ConfigError": "nemo_run_k8s.errors",
+    "ImageBuildError": "nemo_run_k8s.errors",
+    "InvalidOptionError": "nemo_run_k8s.errors",
+    "JobFailed": "nemo_run_k8s.errors",
+    "JobNotFoundError": "nemo_run_k8s.errors",
+    "NemoRunError": "nemo_run_k8s.errors",
+    "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
     "JobState": "nemo_run_k8s.executors.base",
     "submit": "nemo_run_k8s.api",
@@ -95,6 +96,17 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from nemo_run_k8s.api import dryrun, run, submit
+    from nemo_run_k8s.config import Config, Partial, autoconvert
+    from nemo_run_k8s.errors import (
+        BundleError,
+        ConfigError,
+        ImageBuildError,
+        InvalidOptionError,
+        JobFailed,
+        JobNotFoundError,
+        NemoRunError,
+        SubmissionError,
+    )
     from nemo_run_k8s.executors.base import JobState
     from nemo_run_k8s.executors.docker_executor import DockerExecutor
     from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
@@ -102,3 +114,5 @@ if TYPE_CHECKING:
     from nemo_run_k8s.experiment import Experiment, sweep
     from nemo_run_k8s.image import JobImage, build_image, push_image
     from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.script import Script
+    from nemo_run_k8s.yaml_io import from_yaml, to_yaml
