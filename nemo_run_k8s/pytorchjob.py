@@ -10,6 +10,7 @@ does not carry them), so a bad job is caught before any request.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -159,11 +160,14 @@ def build_pytorchjob(
         template_meta["annotations"] = dict(opts.annotations)
 
     def replica(count: int) -> dict[str, Any]:
-        return {
-            "replicas": count,
-            "restartPolicy": opts.restart_policy,
-            "template": {"metadata": template_meta, "spec": _pod_spec(opts, image, command)},
-        }
+        # deep copies: no shared objects, so YAML output has no anchors/aliases
+        return copy.deepcopy(
+            {
+                "replicas": count,
+                "restartPolicy": opts.restart_policy,
+                "template": {"metadata": template_meta, "spec": _pod_spec(opts, image, command)},
+            }
+        )
 
     replicas = {"Master": replica(1)}
     if opts.num_nodes > 1:
