@@ -15,7 +15,6 @@ executor really does.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import re
 import socket
@@ -29,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
+
+from tests.k8s.fake_cluster import JobProgram, SimJob, not_found_type, now_iso, status_body
 
 GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
 _PATH = re.compile(
@@ -56,201 +57,6 @@ class ApiRequest:
         return (self.verb, self.api_group, resource)
 
 
-@dataclasses.dataclass
-class JobProgram:
-    """How a created PyTorchJob evolves; all times in seconds after its creation.
-
-    ``problem``: None, ``"ImagePullBackOff"``, ``"Unschedulable"`` (pods pending
-    since ``unschedulable_for`` seconds before creation), ``"OOMKilled"`` or
-    ``"Error"`` (the master fails at ``finish_after`` with ``termination_message``).
-    """
-
-    pods_after: float = 0.0
-    running_after: float = 0.2
-    finish_after: float | None = 0.6
-    problem: str | None = None
-    log_lines: list[str] = dataclasses.field(default_factory=lambda: ["step 1", "step 2"])
-    outcome_line: str | None = None
-    termination_message: str = ""
-    unschedulable_for: float = 0.0
-    pod_linger: float = 0.2  # pods stay (terminating) this long after the job is deleted
-    warning_events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
-
-
-def _now_iso(at: float | None = None) -> str:
-    moment = datetime.datetime.fromtimestamp(
-        time.time() if at is None else at, datetime.timezone.utc
-    )
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict:
-    return {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "details": details or {},
-        "code": code,
-    }
-
-
-def not_found_type() -> tuple[int, dict]:
-    """What the API server answers for a resource type it does not serve."""
-    return 404, _status(404, "NotFound", "the server could not find the requested resource")
-
-
-@dataclasses.dataclass
-class _Job:
-    obj: dict[str, Any]
-    program: JobProgram
-    created: float  # time.time()
-    deleted: float | None = None
-
-    def elapsed(self) -> float:
-        return time.time() - self.created
-
-    def pods_exist(self) -> bool:
-        if self.elapsed() < self.program.pods_after:
-            return False
-        return self.deleted is None or time.time() < self.deleted + self.program.pod_linger
-
-    def phase(self) -> str:
-        """Pending, Running, Succeeded or Failed, from the program and the clock."""
-        p, t = self.program, self.elapsed()
-        if p.problem in ("ImagePullBackOff", "Unschedulable") or t < p.running_after:
-            return "Pending"
-        if p.finish_after is None or t < p.finish_after:
-            return "Running"
-        return "Failed" if p.problem in ("OOMKilled", "Error") else "Succeeded"
-
-    def visible_lines(self, replica: str, index: int) -> list[str]:
-        """Log lines written so far by one replica's container."""
-        p, t = self.program, self.elapsed()
-        lines = (
-            p.log_lines if replica == "master" else [f"worker {index}: {x}" for x in p.log_lines]
-        )
-        if self.phase() == "Pending":
-            return []
-        end = p.finish_after if p.finish_after is not None else p.running_after + 1.0
-        span = max(end - p.running_after, 1e-6)
-        shown = [x for i, x in enumerate(lines) if t >= p.running_after + span * i / len(lines)]
-        if self.phase() in ("Succeeded", "Failed") and replica == "master" and p.outcome_line:
-            shown.append(p.outcome_line)
-        return shown
-
-    def conditions(self) -> list[dict[str, Any]]:
-        name, ns, phase = (
-            self.obj["metadata"]["name"],
-            self.obj["metadata"]["namespace"],
-            self.phase(),
-        )
-        created = _now_iso(self.created)
-
-        def cond(ctype: str, status: str, reason: str, message: str) -> dict[str, Any]:
-            return {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "lastUpdateTime": created,
-                "lastTransitionTime": created,
-            }
-
-        out = [cond("Created", "True", "PyTorchJobCreated", f"PyTorchJob {name} is created.")]
-        if phase == "Pending":
-            return out
-        running = "True" if phase == "Running" else "False"
-        out.append(cond("Running", running, "PyTorchJobRunning", f"PyTorchJob {name} is running."))
-        if phase == "Succeeded":
-            msg = f"PyTorchJob {ns}/{name} successfully completed."
-            out.append(cond("Succeeded", "True", "PyTorchJobSucceeded", msg))
-        elif phase == "Failed":
-            msg = f"PyTorchJob {ns}/{name} has failed because 1 Master replica(s) failed."
-            out.append(cond("Failed", "True", "PyTorchJobFailed", msg))
-        return out
-
-    def replicas(self) -> list[tuple[str, int]]:
-        specs = self.obj["spec"]["pytorchReplicaSpecs"]
-        return [
-            (rtype.lower(), i) for rtype in specs for i in range(specs[rtype].get("replicas", 1))
-        ]
-
-    def pod(self, replica: str, index: int) -> dict[str, Any]:
-        meta, p = self.obj["metadata"], self.program
-        spec = self.obj["spec"]["pytorchReplicaSpecs"][replica.capitalize()]
-        template = spec["template"]
-        phase = self.phase()
-        labels = {
-            **template.get("metadata", {}).get("labels", {}),
-            "training.kubeflow.org/job-name": meta["name"],
-            "training.kubeflow.org/operator-name": "pytorchjob-controller",
-            "training.kubeflow.org/replica-type": replica,
-            "training.kubeflow.org/replica-index": str(index),
-        }
-        if replica == "master":
-            labels["training.kubeflow.org/job-role"] = "master"
-        image = template["spec"]["containers"][0]["image"]
-        state: dict[str, Any]
-        conditions: list[dict[str, Any]] = []
-        if p.problem == "ImagePullBackOff":
-            msg = f'Back-off pulling image "{image}"'
-            state = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
-        elif p.problem == "Unschedulable":
-            state = {}
-            conditions.append(
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
-                    "lastTransitionTime": _now_iso(self.created - p.unschedulable_for),
-                }
-            )
-        elif phase == "Pending":
-            state = {"waiting": {"reason": "ContainerCreating"}}
-        elif phase == "Running":
-            state = {"running": {"startedAt": _now_iso(self.created + p.running_after)}}
-        else:
-            failed = phase == "Failed" and replica == "master"
-            reason = (p.problem if failed else None) or "Completed"
-            code = {"OOMKilled": 137, "Error": 1}.get(reason, 0)
-            terminated = {"exitCode": code, "reason": reason}
-            if failed and p.termination_message:
-                terminated["message"] = p.termination_message
-            state = {"terminated": terminated}
-        statuses = []
-        if state:
-            statuses.append(
-                {
-                    "name": "pytorch",
-                    "image": image,
-                    "imageID": "",
-                    "ready": "running" in state,
-                    "restartCount": 0,
-                    "state": state,
-                }
-            )
-        pod_meta: dict[str, Any] = {
-            "name": f"{meta['name']}-{replica}-{index}",
-            "namespace": meta["namespace"],
-            "labels": labels,
-            "creationTimestamp": _now_iso(self.created),
-        }
-        if self.deleted is not None:
-            pod_meta["deletionTimestamp"] = _now_iso(self.deleted)
-        pod_phase = phase if replica == "master" or phase != "Failed" else "Succeeded"
-        return {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": pod_meta,
-            "spec": template["spec"],
-            "status": {"phase": pod_phase, "conditions": conditions, "containerStatuses": statuses},
-        }
-
-
 def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     for term in filter(None, selector.split(",")):
         key, _, value = term.partition("=")
@@ -268,7 +74,7 @@ class FakeApiServer:
         self.crd_installed = True
         self.validator: Callable[[dict[str, Any]], list[dict[str, str]]] | None = None
         self.created_bodies: list[dict[str, Any]] = []
-        self._jobs: dict[tuple[str, str], _Job] = {}
+        self._jobs: dict[tuple[str, str], SimJob] = {}
         self._failures: list[tuple[str, str, int, dict[str, Any], int]] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -438,16 +244,16 @@ class FakeApiServer:
                 f'{who} is forbidden: User "system:serviceaccount:{ns}:tester" cannot {verb} '
                 f'resource "{resource}" in API group "{group}" in the namespace "{ns}"'
             )
-            return _status(
+            return status_body(
                 403, "Forbidden", message, {"name": name, "group": group, "kind": resource}
             )
         if code == 404:
             return not_found_type()[1]
-        return _status(code, "InternalError", f"injected error {code}")
+        return status_body(code, "InternalError", f"injected error {code}")
 
     def _pytorchjobs(self, h: Any, verb: str, ns: str, name: str, body: Any, query: dict) -> None:
         details = {"name": name, "group": GROUP, "kind": PLURAL}
-        missing = _status(404, "NotFound", f'{PLURAL}.{GROUP} "{name}" not found', details)
+        missing = status_body(404, "NotFound", f'{PLURAL}.{GROUP} "{name}" not found', details)
         if verb == "create":
             name = body["metadata"]["name"]
             self.created_bodies.append(body)
@@ -457,26 +263,26 @@ class FakeApiServer:
                     f"{c['field']}: {c['message']}" for c in causes
                 )
                 det = {"name": name, "group": GROUP, "kind": "PyTorchJob", "causes": causes}
-                return self._send(h, 422, _status(422, "Invalid", msg, det))
+                return self._send(h, 422, status_body(422, "Invalid", msg, det))
             with self._lock:
                 if (ns, name) in self._jobs and self._jobs[(ns, name)].deleted is None:
                     det = {"name": name, "group": GROUP, "kind": PLURAL}
                     msg = f'{PLURAL}.{GROUP} "{name}" already exists'
-                    return self._send(h, 409, _status(409, "AlreadyExists", msg, det))
+                    return self._send(h, 409, status_body(409, "AlreadyExists", msg, det))
                 obj = json.loads(json.dumps(body))
                 obj["metadata"].update(
                     namespace=ns,
                     uid=str(uuid.uuid4()),
-                    creationTimestamp=_now_iso(),
+                    creationTimestamp=now_iso(),
                     resourceVersion="1",
                 )
-                self._jobs[(ns, name)] = _Job(obj, dataclasses.replace(self.program), time.time())
+                self._jobs[(ns, name)] = SimJob(obj, dataclasses.replace(self.program), time.time())
             return self._send(h, 201, obj)
         if verb == "list":
             selector = query.get("labelSelector", "")
             with self._lock:
                 items = [
-                    self._with_status(j)
+                    self._withstatus_body(j)
                     for (jns, _), j in self._jobs.items()
                     if jns == ns
                     and j.deleted is None
@@ -498,13 +304,13 @@ class FakeApiServer:
                 return self._send(h, 404, missing)
             if verb == "delete":
                 job.deleted = time.time()
-                return self._send(h, 200, _status(200, "", "") | {"status": "Success"})
-            return self._send(h, 200, self._with_status(job))
+                return self._send(h, 200, status_body(200, "", "") | {"status": "Success"})
+            return self._send(h, 200, self._withstatus_body(job))
 
-    def _with_status(self, job: _Job) -> dict[str, Any]:
+    def _withstatus_body(self, job: SimJob) -> dict[str, Any]:
         return {
             **job.obj,
-            "status": {"conditions": job.conditions(), "startTime": _now_iso(job.created)},
+            "status": {"conditions": job.conditions(), "startTime": now_iso(job.created)},
         }
 
     def _pods(self, ns: str, selector: str) -> list[dict[str, Any]]:
@@ -534,7 +340,7 @@ class FakeApiServer:
                 )
         return events
 
-    def _find_pod(self, ns: str, pod_name: str) -> tuple[_Job, str, int] | None:
+    def _find_pod(self, ns: str, pod_name: str) -> tuple[SimJob, str, int] | None:
         with self._lock:
             jobs = [j for (jns, _), j in self._jobs.items() if jns == ns and j.pods_exist()]
         for job in jobs:
@@ -547,11 +353,13 @@ class FakeApiServer:
         found = self._find_pod(ns, pod_name)
         if found is None:
             det = {"name": pod_name, "kind": "pods"}
-            return self._send(h, 404, _status(404, "NotFound", f'pods "{pod_name}" not found', det))
+            return self._send(
+                h, 404, status_body(404, "NotFound", f'pods "{pod_name}" not found', det)
+            )
         job, replica, index = found
         if job.phase() == "Pending":
             msg = f'container "pytorch" in pod "{pod_name}" is waiting to start: ContainerCreating'
-            return self._send(h, 400, _status(400, "BadRequest", msg))
+            return self._send(h, 400, status_body(400, "BadRequest", msg))
         if query.get("follow") not in ("true", "1"):
             lines = job.visible_lines(replica, index)
             if "tailLines" in query:
