@@ -56,13 +56,16 @@ class JobSpec:
     """Identity of one job, fixed before anything is launched.
 
     ``job_dir`` is a host directory owned by the job record: backends that can
-    write to the host keep logs and rank 0's outcome there.
+    write to the host keep logs and rank 0's outcome there. ``image``, when set,
+    is a job image that already contains the bundle: image-based backends use it
+    instead of building one (an experiment builds one image for all its jobs).
     """
 
     job_id: str
     name: str
     job_dir: Path
     experiment: str | None = None
+    image: str | None = None  # a job image already holding this bundle (experiments share one)
 
 
 @dataclasses.dataclass
@@ -129,6 +132,7 @@ class Executor(abc.ABC):
         Raises :class:`~nemo_run_k8s.errors.InvalidOptionError` for requests the
         backend cannot meet (e.g. more GPUs than the host has). Default: none.
         """
+        return None
 
     @abc.abstractmethod
     def plan(self, bundle: Bundle, job: JobSpec) -> Plan:

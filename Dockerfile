@@ -1,0 +1,1 @@
+nemo_run_k8s/resources/job.Dockerfile

@@ -1,0 +1,118 @@
+"""nemo_run_k8s: from a Python config to a job on Kubernetes, Docker or a local process.
+
+>>> import nemo_run_k8s as run
+>>> task = run.Partial(train, lr=3e-4)
+>>> job = run.submit(task, run.LocalExecutor())
+>>> job.result()
+
+Backends (and the docker / kubernetes packages) are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BundleError",
+    "Config",
+    "ConfigError",
+    "DockerExecutor",
+    "Experiment",
+    "ImageBuildError",
+    "InvalidOptionError",
+    "Job",
+    "JobFailed",
+    "JobImage",
+    "JobNotFoundError",
+    "JobState",
+    "KubernetesExecutor",
+    "LocalExecutor",
+    "NemoRunError",
+    "Partial",
+    "Script",
+    "SubmissionError",
+    "__version__",
+    "autoconvert",
+    "build_image",
+    "dryrun",
+    "from_yaml",
+    "list_jobs",
+    "push_image",
+    "run",
+    "submit",
+    "sweep",
+    "to_yaml",
+]
+
+# Every name is loaded on first use: `import nemo_run_k8s` costs almost nothing, the CLI starts
+# fast, and fiddle, docker and kubernetes load only when something needs them.
+_LAZY = {
+    "Config": "nemo_run_k8s.config",
+    "Partial": "nemo_run_k8s.config",
+    "autoconvert": "nemo_run_k8s.config",
+    "Script": "nemo_run_k8s.script",
+    "to_yaml": "nemo_run_k8s.yaml_io",
+    "from_yaml": "nemo_run_k8s.yaml_io",
+    "BundleError": "nemo_run_k8s.errors",
+    "ConfigError": "nemo_run_k8s.errors",
+    "ImageBuildError": "nemo_run_k8s.errors",
+    "InvalidOptionError": "nemo_run_k8s.errors",
+    "JobFailed": "nemo_run_k8s.errors",
+    "JobNotFoundError": "nemo_run_k8s.errors",
+    "NemoRunError": "nemo_run_k8s.errors",
+    "SubmissionError": "nemo_run_k8s.errors",
+    "Job": "nemo_run_k8s.job",
+    "JobState": "nemo_run_k8s.executors.base",
+    "submit": "nemo_run_k8s.api",
+    "run": "nemo_run_k8s.api",
+    "dryrun": "nemo_run_k8s.api",
+    "list_jobs": "nemo_run_k8s.job",
+    "LocalExecutor": "nemo_run_k8s.executors.local",
+    "DockerExecutor": "nemo_run_k8s.executors.docker_executor",
+    "KubernetesExecutor": "nemo_run_k8s.executors.k8s_executor",
+    "JobImage": "nemo_run_k8s.image",
+    "build_image": "nemo_run_k8s.image",
+    "push_image": "nemo_run_k8s.image",
+    "Experiment": "nemo_run_k8s.experiment",
+    "sweep": "nemo_run_k8s.experiment",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nemo_run_k8s' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from nemo_run_k8s.api import dryrun, run, submit
+    from nemo_run_k8s.config import Config, Partial, autoconvert
+    from nemo_run_k8s.errors import (
+        BundleError,
+        ConfigError,
+        ImageBuildError,
+        InvalidOptionError,
+        JobFailed,
+        JobNotFoundError,
+        NemoRunError,
+        SubmissionError,
+    )
+    from nemo_run_k8s.executors.base import JobState
+    from nemo_run_k8s.executors.docker_executor import DockerExecutor
+    from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
+    from nemo_run_k8s.executors.local import LocalExecutor
+    from nemo_run_k8s.experiment import Experiment, sweep
+    from nemo_run_k8s.image import JobImage, build_image, push_image
+    from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.script import Script
+    from nemo_run_k8s.yaml_io import from_yaml, to_yaml

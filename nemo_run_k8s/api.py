@@ -1,0 +1,143 @@
+"""``run.submit``, ``run.run`` and ``run.dryrun``.
+
+Submitting is "dry run, then launch": the plan that ``dryrun`` prints is the
+object ``submit`` launches.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from nemo_run_k8s.bundle import Bundle, check_callable, make_bundle, task_kind
+from nemo_run_k8s.errors import JobFailed
+from nemo_run_k8s.executors.base import Executor, JobSpec, JobState, Plan
+from nemo_run_k8s.job import Job
+from nemo_run_k8s.labels import dns1035_name
+from nemo_run_k8s.records import JobRecord, Records
+
+
+def submit(
+    task: Any,
+    executor: Executor | None = None,
+    name: str | None = None,
+    *,
+    experiment: str | None = None,
+) -> Job:
+    """Validates, bundles and launches ``task``; returns at once with its :class:`Job`.
+
+    ``executor`` defaults to ``run.LocalExecutor()``. Nothing starts when the
+    task cannot be bundled or the executor's request cannot be met.
+    """
+    executor = executor or _default_executor()
+    records = Records()
+    job, bundle, plan = prepare(task, executor, name, experiment, records.job_dir)
+    executor.preflight()
+    return launch_prepared(executor, job, bundle, plan, records)
+
+
+def launch_prepared(
+    executor: Executor, job: JobSpec, bundle: Bundle, plan: Plan, records: Records
+) -> Job:
+    """Records the job, then launches its plan. The record exists before anything starts."""
+    experiment = job.experiment
+    record = JobRecord(
+        id=job.job_id,
+        name=job.name,
+        experiment=experiment,
+        executor=executor.kind,
+        handle={},
+        bundle_sha256=bundle.sha256,
+        created=time.time(),
+        state=JobState.PENDING.value,
+        updated=time.time(),
+        job_dir=str(job.job_dir),
+    )
+    records.add(record)
+    try:
+        handle = executor.launch(plan, bundle, job)
+    except BaseException as err:  # Ctrl-C included: the record says what happened
+        reason = "interrupted during submit" if isinstance(err, KeyboardInterrupt) else str(err)
+        records.update(job.job_id, state=JobState.FAILED.value, message=reason)
+        raise
+    records.update(job.job_id, handle=handle)
+    record.handle = handle
+    return Job(record, records)
+
+
+def run(task: Any, executor: Executor | None = None, name: str | None = None) -> Job:
+    """Submits ``task`` and waits for it. Returns the finished :class:`Job`.
+
+    Raises :class:`~nemo_run_k8s.JobFailed` (with the job's traceback or the end
+    of its logs) when the job did not succeed. Ctrl-C while waiting cancels
+    the job.
+    """
+    job = submit(task, executor, name)
+    try:
+        job.wait()
+    except KeyboardInterrupt:
+        job.cancel()
+        raise
+    error = job.exception()
+    if error is not None:
+        raise error
+    return job
+
+
+def dryrun(task: Any, executor: Executor | None = None, name: str | None = None) -> Plan:
+    """What ``submit`` would build and launch, with no side effects.
+
+    Needs no Docker daemon and no cluster. ``print()`` it to read the plan.
+    """
+    executor = executor or _default_executor()
+    tmp = Path(tempfile.mkdtemp(prefix="nemo-run-k8s-dryrun-"))
+    try:
+        _, _, plan = prepare(task, executor, name, None, lambda job_id: tmp / job_id)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return plan
+
+
+def prepare(
+    task: Any, executor: Executor, name: str | None, experiment: str | None, job_dir: Any
+) -> tuple[JobSpec, Bundle, Plan]:
+    """Validates and bundles a task and plans its launch (no backend I/O)."""
+    task_kind(task)
+    check_callable(task)
+    name = name or _default_name(task)
+    job_id = new_job_id(name)
+    job = JobSpec(job_id=job_id, name=name, job_dir=Path(job_dir(job_id)), experiment=experiment)
+    bundle = make_bundle(task, job.job_dir / "bundle", executor.resources(), _code_dirs(executor))
+    return job, bundle, executor.plan(bundle, job)
+
+
+def new_job_id(name: str) -> str:
+    """A short unique id that still says what the job is: ``train-3f9a1c2b``."""
+    return dns1035_name(name, max_len=40, suffix=secrets.token_hex(4))
+
+
+def _default_name(task: Any) -> str:
+    from nemo_run_k8s.script import Script
+
+    if isinstance(task, Script):
+        return Path(task.path).stem if task.path else "script"
+    fn = task.__fn_or_cls__
+    return getattr(fn, "__name__", "job")
+
+
+def _code_dirs(executor: Executor) -> tuple[str, ...]:
+    code_dir = getattr(executor, "code_dir", None)
+    return (str(code_dir),) if code_dir else ()
+
+
+def _default_executor() -> Executor:
+    from nemo_run_k8s.executors.local import LocalExecutor
+
+    return LocalExecutor()
+
+
+__all__ = ["JobFailed", "dryrun", "run", "submit"]

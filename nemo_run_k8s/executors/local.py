@@ -1,0 +1,263 @@
+"""LocalExecutor: runs a bundle through the entrypoint in a local subprocess.
+
+The embedded default: no Docker, no cluster. The job runs detached from the
+submitting process (its own process group, watched by a tiny supervisor that
+records the exit status), so it survives the submitter and any terminal can
+follow it by id. Logs go to ``<job dir>/logs/node-0.log``; rank 0's outcome to
+``<job dir>/output``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
+from nemo_run_k8s.executors.base import Executor, Handle, JobSpec, JobState, Plan, Resources
+from nemo_run_k8s.script import _check_env
+
+_SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+# Supervisors this process started: reaped here, so they never linger as zombies.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclasses.dataclass
+class LocalExecutor(Executor):
+    """Runs the job as a local process (``nproc_per_node`` > 1 uses torchrun).
+
+    Args:
+      nproc_per_node: processes to start; more than one needs torch installed.
+      env_vars: extra environment variables for the job (strings).
+      workdir: the job's working directory (default: the current directory).
+    """
+
+    nproc_per_node: int = 1
+    env_vars: dict[str, str] | None = None
+    workdir: str | None = None
+
+    kind = "local"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
+            raise InvalidOptionError(
+                f"LocalExecutor(nproc_per_node={self.nproc_per_node!r}): must be an int >= 1"
+            )
+        try:
+            self.env_vars = _check_env(self.env_vars or {})
+        except ValueError as err:
+            raise InvalidOptionError(f"LocalExecutor: {err}") from None
+
+    def resources(self) -> Resources:
+        return Resources(num_nodes=1, nproc_per_node=self.nproc_per_node, gpus_per_node=0)
+
+    def plan(self, bundle: Any, job: JobSpec) -> Plan:
+        output_dir = job.job_dir / "output"
+        command = [sys.executable, "-m", "nemo_run_k8s.entrypoint", str(bundle.path)]
+        command += ["--output", str(output_dir)]
+        return Plan(
+            executor=self.kind,
+            job_id=job.job_id,
+            name=job.name,
+            manifest=bundle.manifest,
+            flattened_config=bundle.manifest.get("flattened_config", ""),
+            documents=[
+                {
+                    "command": command,
+                    "env": {**_dist_env(self.nproc_per_node, port=0), **(self.env_vars or {})},
+                    "workdir": self.workdir or os.getcwd(),
+                    "logs": str(job.job_dir / "logs" / "node-0.log"),
+                }
+            ],
+        )
+
+    def launch(self, plan: Plan, bundle: Any, job: JobSpec) -> Handle:
+        spec = plan.documents[0]
+        log_file = Path(spec["logs"])
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **spec["env"]}
+        env["MASTER_PORT"] = str(_free_port())
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p
+        )
+        command = [sys.executable, _SUPERVISOR, str(job.job_dir), str(log_file), "--"]
+        try:
+            proc = subprocess.Popen(
+                command + spec["command"],
+                env=env,
+                cwd=spec["workdir"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as err:
+            raise SubmissionError(f"cannot start the local job: {err}") from err
+        _CHILDREN[proc.pid] = proc
+        return {
+            "pid": proc.pid,
+            "start_time": _start_time(proc.pid),
+            "job_dir": str(job.job_dir),
+            "output_dir": str(job.job_dir / "output"),
+            "log_files": [str(log_file)],
+        }
+
+    @classmethod
+    def state(cls, handle: Handle) -> JobState:
+        job_dir = Path(handle["job_dir"])
+        cancelled = (job_dir / "cancel-requested").exists()
+        try:
+            status = json.loads((job_dir / "exit.json").read_text())
+        except FileNotFoundError:
+            if _alive(handle):
+                return JobState.RUNNING
+            return JobState.CANCELLED if cancelled else JobState.FAILED
+        if status["cancelled"]:
+            return JobState.CANCELLED
+        return JobState.SUCCEEDED if status["returncode"] == 0 else JobState.FAILED
+
+    @classmethod
+    def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:
+        yield from follow_files(
+            [Path(p) for p in handle["log_files"]],
+            lambda: cls.state(handle).is_terminal,
+            follow,
+        )
+
+    @classmethod
+    def cancel(cls, handle: Handle, grace_seconds: float = 10.0) -> None:
+        job_dir = Path(handle["job_dir"])
+        if cls.state(handle).is_terminal:
+            return
+        (job_dir / "cancel-requested").touch()
+        pgid = handle["pid"]
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            while _group_alive(pgid):
+                time.sleep(0.05)
+
+
+def follow_files(
+    files: list[Path], finished: Any, follow: bool, prefixes: list[str] | None = None
+) -> Iterator[str]:
+    """Yields lines of ``files`` (interleaved as written); with ``follow``, until ``finished()``."""
+    handles: list[Any] = [None] * len(files)
+    partial = [""] * len(files)
+    try:
+        while True:
+            done = finished() if follow else True  # read once more after the job ended
+            for i, path in enumerate(files):
+                if handles[i] is None:
+                    try:
+                        handles[i] = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                    except FileNotFoundError:
+                        continue
+                chunk = handles[i].read()
+                if not chunk:
+                    continue
+                lines = (partial[i] + chunk).split("\n")
+                partial[i] = lines.pop()
+                prefix = prefixes[i] if prefixes else ""
+                for line in lines:
+                    yield prefix + line
+            if done:
+                for i, rest in enumerate(partial):
+                    if rest:
+                        yield (prefixes[i] if prefixes else "") + rest
+                return
+            time.sleep(0.1)
+    finally:
+        for h in handles:
+            if h is not None:
+                h.close()
+
+
+def _dist_env(nproc: int, port: int) -> dict[str, str]:
+    """The environment the Kubeflow operator gives a single-node PyTorchJob pod."""
+    return {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": "1",
+        "RANK": "0",
+        "PET_NNODES": "1",
+        "PET_NODE_RANK": "0",
+        "PET_NPROC_PER_NODE": str(nproc),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_time(pid: int) -> str | None:
+    """The process start time from /proc (guards against pid reuse), if available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(handle: Handle) -> bool:
+    pid = handle["pid"]
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: fall back to a signal probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return False
+    return handle.get("start_time") in (None, fields[19])
+
+
+def _group_alive(pgid: int) -> bool:
+    child = _CHILDREN.get(pgid)
+    if child is not None:
+        child.poll()
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies still count for killpg; they are gone for our purposes.
+    return any(_member_running(p, pgid) for p in Path("/proc").glob("[0-9]*"))
+
+
+def _member_running(proc_dir: Path, pgid: int) -> bool:
+    try:
+        fields = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return int(fields[2]) == pgid and fields[0] != "Z"
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass

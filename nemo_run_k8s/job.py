@@ -1,0 +1,145 @@
+"""``run.Job``: a handle on a submitted job that behaves like a future.
+
+A Job holds only its id and record; every question (state, logs, outcome) is
+answered by the backend through the handle stored in the record, so
+``Job.from_id(id)`` in a fresh process sees exactly what the submitter sees.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from nemo_run_k8s.errors import JobFailed
+from nemo_run_k8s.executors.base import Executor, JobState, backend_class
+from nemo_run_k8s.records import JobRecord, Records
+
+_POLL_START, _POLL_MAX = 0.01, 0.5
+
+
+class Job:
+    """A submitted job. Create with ``run.submit`` or reattach with ``Job.from_id``."""
+
+    def __init__(self, record: JobRecord, records: Records | None = None):
+        self._record = record
+        self._records = records or Records()
+
+    @classmethod
+    def from_id(cls, job_id: str) -> Job:
+        """Reattaches to a job recorded on this machine (an unambiguous id prefix works)."""
+        records = Records()
+        return cls(records.get(job_id), records)
+
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def executor(self) -> str:
+        return self._record.executor
+
+    @property
+    def record(self) -> JobRecord:
+        return self._record
+
+    @property
+    def _backend(self) -> type[Executor]:
+        return backend_class(self._record.executor)
+
+    def _refresh(self) -> JobRecord:
+        self._record = self._records.get(self.id)
+        return self._record
+
+    def state(self) -> JobState:
+        """The job's state, read from the backend now (and remembered in the record)."""
+        record = self._record
+        if not record.handle:  # never launched (submit was interrupted or failed)
+            record = self._refresh()
+            if not record.handle:
+                return JobState(record.state)
+        state = self._backend.state(record.handle)
+        if state.value != record.state:
+            self._records.update(self.id, state=state.value)
+            record.state = state.value
+        return state
+
+    def done(self) -> bool:
+        return self.state().is_terminal
+
+    def wait(self, timeout: float | None = None) -> JobState:
+        """Waits until the job ends (or ``timeout`` seconds pass) and returns its state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = _POLL_START
+        while True:
+            state = self.state()
+            if state.is_terminal:
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                return state
+            time.sleep(delay)
+            delay = min(delay * 1.3, _POLL_MAX)
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        """The job's log lines; with ``follow``, new lines as they come until the job ends."""
+        if not self._record.handle:
+            return iter(())
+        return self._backend.logs(self._record.handle, follow=follow)
+
+    def log_tail(self, lines: int = 30) -> str:
+        tail: list[str] = []
+        for line in self.logs():
+            tail.append(line)
+            del tail[:-lines]
+        return "\n".join(tail)
+
+    def cancel(self) -> None:
+        """Stops the job and removes what it holds; its state becomes CANCELLED."""
+        if self._record.handle:
+            self._backend.cancel(self._record.handle)
+            self.state()
+        else:
+            self._records.update(self.id, state=JobState.CANCELLED.value)
+            self._record.state = JobState.CANCELLED.value
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Waits for the job and returns rank 0's return value.
+
+        Raises :class:`JobFailed` (with the job's traceback, or the end of its
+        logs) when the job did not succeed, and ``TimeoutError`` when
+        ``timeout`` passes first.
+        """
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        outcome = self._backend.outcome(self._record.handle)
+        return outcome[1] if outcome else None
+
+    def exception(self, timeout: float | None = None) -> JobFailed | None:
+        """Waits for the job; returns a :class:`JobFailed` if it did not succeed, else None."""
+        state = self.wait(timeout)
+        if not state.is_terminal:
+            raise TimeoutError(f"job {self.id} is still {state.value} after {timeout} s")
+        if state is JobState.SUCCEEDED:
+            return None
+        outcome = self._backend.outcome(self._record.handle) if self._record.handle else None
+        traceback = outcome[1] if outcome and outcome[0] == "error" else ""
+        message = self._record.message if not self._record.handle else ""
+        return JobFailed(self.id, state, log_tail=message or self.log_tail(), traceback=traceback)
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, name={self.name!r}, executor={self.executor!r})"
+
+
+def list_jobs(
+    experiment: str | None = None, executor: str | None = None, limit: int | None = None
+) -> list[Job]:
+    """Jobs recorded on this machine, newest first (states as last seen)."""
+    records = Records()
+    return [
+        Job(r, records) for r in records.list(experiment=experiment, executor=executor, limit=limit)
+    ]

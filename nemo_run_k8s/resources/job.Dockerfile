@@ -1,0 +1,43 @@
+# The nemo_run_k8s job image: base -> runtime deps -> nemo_run_k8s -> user code -> bundles (last).
+#
+# run.build_image / `nemo-run-k8s build` prepares the build context (wheels made or downloaded on
+# the host, because containers cannot reach a package index; the user's code directory; the
+# bundles) and builds this recipe in two parts, split at the "bundle layer" line below:
+#   1. everything above it, tagged nemo-run-k8s/env:<hash of base id, wheels, code>; reused
+#      while those inputs are unchanged, and then never rebuilt or re-sent;
+#   2. FROM that image, the bundle layer alone, tagged nemo-run-k8s/job:<hash of env + bundles>.
+# So a config change rebuilds one tiny layer, whatever the size of the code directory.
+#
+# Any base with a python3 on PATH works: NGC-style images with torch in the system Python, images
+# whose python3 is already a venv (images/cpu), and Debian images whose pip refuses system
+# installs (a venv that still sees the base's packages is made for them).
+ARG BASE_IMAGE=nemo-run-k8s/cpu:local
+FROM ${BASE_IMAGE}
+
+# 1. Runtime dependencies of nemo_run_k8s (fiddle, cloudpickle, PyYAML and theirs), as wheels.
+COPY wheels/deps/ /tmp/nemo_run_k8s/deps/
+RUN set -eu; \
+    if ! python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then \
+        python3 -m venv --system-site-packages /opt/nemo_run_k8s/venv; \
+    fi; \
+    py=$(command -v /opt/nemo_run_k8s/venv/bin/python3 || command -v python3); \
+    "$py" -m pip install --quiet --no-cache-dir --disable-pip-version-check --no-index --no-deps \
+        /tmp/nemo_run_k8s/deps/*.whl; \
+    rm -rf /tmp/nemo_run_k8s/deps
+ENV PATH=/opt/nemo_run_k8s/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1
+
+# 2. nemo_run_k8s itself (its own wheel, built on the host from the installed package).
+COPY wheels/pkg/ /tmp/nemo_run_k8s/pkg/
+RUN python3 -m pip install --quiet --no-cache-dir --disable-pip-version-check --no-index \
+        --no-deps /tmp/nemo_run_k8s/pkg/*.whl \
+    && rm -rf /tmp/nemo_run_k8s/pkg
+
+# 3. The user's code directory (empty without one; .dockerignore honoured), importable.
+COPY code/ /workspace/
+WORKDIR /workspace
+ENV PYTHONPATH=/workspace
+ENTRYPOINT ["python3", "-m", "nemo_run_k8s.entrypoint"]
+
+# --- bundle layer ---
+COPY bundles/ /opt/nemo_run_k8s/bundles/

@@ -1,0 +1,43 @@
+"""``import nemo_run_k8s`` stays light: no docker, kubernetes or yaml until they are used."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_import_does_not_load_backends_or_yaml():
+    code = (
+        "import json, sys\n"
+        "import nemo_run_k8s as run\n"
+        "heavy = ['docker', 'kubernetes', 'yaml', 'hydra', 'omegaconf']\n"
+        "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
+def test_yaml_is_loaded_on_first_use():
+    code = (
+        "import sys\n"
+        "import nemo_run_k8s as run\n"
+        "from tests.unit.standins import DataModule\n"
+        "assert 'yaml' not in sys.modules\n"
+        "print(run.to_yaml(run.Config(DataModule, batch_size=2)), end='')\n"
+        "assert 'yaml' in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "_target_: tests.unit.standins.DataModule\nbatch_size: 2\n"
