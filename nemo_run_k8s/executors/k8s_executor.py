@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from nemo_run_k8s.bundle import Bundle
 
 
+_PUSHED: dict[tuple[str, str], str] = {}  # (local image, repo) -> pushed digest ref
+
+
 @dataclasses.dataclass(frozen=True)
 class JobStatus:
     """A job's state and, when something is wrong, why (pod-level reasons)."""
@@ -102,12 +105,21 @@ class KubernetesExecutor(KubernetesOptions, Executor):
             details=details,
         )
 
-    def _resolve_image(self, bundle: Bundle) -> str:
-        """Builds the job image, pushes it to ``image_repo``; returns ``repo@sha256:...``."""
-        from nemo_run_k8s import image  # type: ignore[attr-defined,unused-ignore]
+    def _resolve_image(self, bundle: Bundle, prebuilt: str | None = None) -> str:
+        """The job image in ``image_repo``, pinned by digest: ``repo@sha256:...``.
 
-        local = image.build_image(bundle, base_image=self.base_image, repo=self.image_repo)
-        return image.push_image(local)
+        Builds the image for ``bundle`` (or takes ``prebuilt``, an experiment's
+        shared image) and pushes it; a push is done once per image and process.
+        """
+        if prebuilt and "@sha256:" in prebuilt:
+            return prebuilt
+        from nemo_run_k8s import image as job_image
+
+        local = prebuilt or job_image.build_image(bundle, self).ref
+        key = (local, str(self.image_repo))
+        if key not in _PUSHED:
+            _PUSHED[key] = job_image.push_image(local, str(self.image_repo))
+        return _PUSHED[key]
 
     def preflight(self) -> None:
         """Checks that the cluster answers, the operator is installed, and we may list jobs."""
@@ -118,7 +130,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
 
     def launch(self, plan: Plan, bundle: Bundle, job: JobSpec) -> Handle:
         doc = copy.deepcopy(plan.documents[0])
-        image = self._resolve_image(bundle)
+        image = self._resolve_image(bundle, job.image)
         for replica in doc["spec"]["pytorchReplicaSpecs"].values():
             for container in replica["template"]["spec"]["containers"]:
                 container["image"] = image

@@ -58,7 +58,7 @@ def fake_bundle(path: Path, sha256: str = "ab" * 32) -> FakeBundle:
 class FakeImageExecutor(KubernetesExecutor):
     """The executor with the image build and push replaced by a fixed digest."""
 
-    def _resolve_image(self, bundle: Any) -> str:
+    def _resolve_image(self, bundle: Any, prebuilt: str | None = None) -> str:
         return FAKE_DIGEST_IMAGE
 
 

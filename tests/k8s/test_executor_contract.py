@@ -297,7 +297,7 @@ def test_violations_are_caught_before_any_request(
     server: FakeApiServer, kubeconfig: Path, tmp_path: Path
 ) -> None:
     class Unpinned(KubernetesExecutor):
-        def _resolve_image(self, bundle: Any) -> str:
+        def _resolve_image(self, bundle: Any, prebuilt: str | None = None) -> str:
             return "127.0.0.1:5000/jobs:latest"
 
     executor = Unpinned(image_repo="127.0.0.1:5000/jobs", kubeconfig=str(kubeconfig))
@@ -328,3 +328,41 @@ def test_a_sweep_of_100_submissions_is_cheap(
     assert len({id(c.api) for c in k8s_client._CONNS.values()}) == len(k8s_client._CONNS)
     print(f"100 PyTorchJob submissions: {elapsed:.2f}s")
     assert elapsed < 5.0
+
+
+def test_images_are_built_and_pushed_once_per_image(
+    server: FakeApiServer, kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from nemo_run_k8s import image as job_image
+    from nemo_run_k8s.executors import k8s_executor
+
+    calls: list[tuple[str, ...]] = []
+
+    def build_image(bundle: Any, executor: Any) -> Any:
+        calls.append(("build", bundle.sha256, executor.base_image))
+        return SimpleNamespace(ref=f"nemo-run-k8s/job:{bundle.sha256[:12]}")
+
+    def push_image(image: str, repo: str) -> str:
+        calls.append(("push", image, repo))
+        return f"{repo}@sha256:" + "d" * 64
+
+    monkeypatch.setattr(job_image, "build_image", build_image)
+    monkeypatch.setattr(job_image, "push_image", push_image)
+    monkeypatch.setattr(k8s_executor, "_PUSHED", {})
+    executor = KubernetesExecutor(
+        image_repo="127.0.0.1:5000/jobs", kubeconfig=str(kubeconfig), base_image="base:1"
+    )
+    bundle = fake_bundle(tmp_path)
+    for i in range(3):  # an experiment: one shared, prebuilt image
+        job = JobSpec(job_id=f"e{i}", name="t", job_dir=tmp_path, image="nemo-run-k8s/job:shared")
+        executor.launch(executor.plan(bundle, job), bundle, job)
+    job = JobSpec(job_id="solo", name="t", job_dir=tmp_path)
+    handle = executor.launch(executor.plan(bundle, job), bundle, job)
+    assert calls == [
+        ("push", "nemo-run-k8s/job:shared", "127.0.0.1:5000/jobs"),
+        ("build", bundle.sha256, "base:1"),
+        ("push", "nemo-run-k8s/job:" + bundle.sha256[:12], "127.0.0.1:5000/jobs"),
+    ]
+    assert handle["image"] == "127.0.0.1:5000/jobs@sha256:" + "d" * 64

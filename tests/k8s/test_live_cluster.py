@@ -37,7 +37,7 @@ def _cluster_or_skip() -> None:
 
 
 class LiveImageExecutor(KubernetesExecutor):
-    def _resolve_image(self, bundle: Any) -> str:
+    def _resolve_image(self, bundle: Any, prebuilt: str | None = None) -> str:
         return os.environ["NEMO_RUN_K8S_LIVE_IMAGE"]
 
 
