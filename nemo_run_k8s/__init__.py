@@ -19,6 +19,7 @@ __all__ = [
     "BundleError",
     "Config",
     "ConfigError",
+    "ConfigMapVolume",
     "DockerExecutor",
     "Experiment",
     "ImageBuildError",
@@ -31,8 +32,10 @@ __all__ = [
     "KubernetesExecutor",
     "LocalExecutor",
     "NemoRunError",
+    "PVCVolume",
     "Partial",
     "Script",
+    "SecretVolume",
     "SubmissionError",
     "__version__",
     "autoconvert",
@@ -77,6 +80,9 @@ _LAZY = {
     "build_image": "nemo_run_k8s.image",
     "push_image": "nemo_run_k8s.image",
     "Experiment": "nemo_run_k8s.experiment",
+    "PVCVolume": "nemo_run_k8s.k8s_options",
+    "ConfigMapVolume": "nemo_run_k8s.k8s_options",
+    "SecretVolume": "nemo_run_k8s.k8s_options",
     "sweep": "nemo_run_k8s.experiment",
 }
 
@@ -114,5 +120,6 @@ if TYPE_CHECKING:
     from nemo_run_k8s.experiment import Experiment, sweep
     from nemo_run_k8s.image import JobImage, build_image, push_image
     from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.k8s_options import ConfigMapVolume, PVCVolume, SecretVolume
     from nemo_run_k8s.script import Script
     from nemo_run_k8s.yaml_io import from_yaml, to_yaml

@@ -126,10 +126,13 @@ class Job:
             raise TimeoutError(f"job {self.id} is still {state.value} after {timeout} s")
         if state is JobState.SUCCEEDED:
             return None
-        outcome = self._backend.outcome(self._record.handle) if self._record.handle else None
+        handle = self._record.handle
+        if not handle:  # never launched: the record says why
+            return JobFailed(self.id, state, reason=self._record.message)
+        outcome = self._backend.outcome(handle)
         traceback = outcome[1] if outcome and outcome[0] == "error" else ""
-        message = self._record.message if not self._record.handle else ""
-        return JobFailed(self.id, state, log_tail=message or self.log_tail(), traceback=traceback)
+        reason = self._backend.reason(handle)
+        return JobFailed(self.id, state, self.log_tail(), traceback, reason)
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, name={self.name!r}, executor={self.executor!r})"

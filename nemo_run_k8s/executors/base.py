@@ -160,6 +160,11 @@ class Executor(abc.ABC):
         """Stops the job and removes what it holds (containers, pods, networks)."""
 
     @classmethod
+    def reason(cls, handle: Handle) -> str:
+        """Why the job failed or is stuck, in words, when the backend knows ('' otherwise)."""
+        return ""
+
+    @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
         """Rank 0's ``("success", value)`` or ``("error", traceback)``, if written."""
         from nemo_run_k8s.bundle import read_outcome

@@ -39,9 +39,9 @@ EXPECTED_RULES = [
     {
         "apiGroups": ["kubeflow.org"],
         "resources": ["pytorchjobs"],
-        "verbs": ["create", "get", "list", "watch", "delete"],
+        "verbs": ["create", "get", "list", "delete"],
     },
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
 ]
@@ -302,7 +302,7 @@ def test_notes_show_executor_settings_for_full_values(helm: Helm) -> None:
         'queue="team-a",',
         "kubectl get crd pytorchjobs.kubeflow.org",
         "kubectl get clusterqueue gpu-cluster-queue",
-        "pytorchjobs (kubeflow.org): create, get, list, watch, delete",
+        "pytorchjobs (kubeflow.org): create, get, list, delete",
         "pods/log (core): get",
         "Group ml-researchers",
     ]:
