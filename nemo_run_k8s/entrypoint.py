@@ -130,15 +130,32 @@ def _run_script(script: Any, script_file: Path) -> None:
         # The script runs from a private copy: a bundle may live on a read-only layer.
         path = Path(tmp) / script.name
         path.write_bytes(script_file.read_bytes())
-        proc = subprocess.Popen(script.command(str(path)), env=env)
+        # Its own process group, so a stop reaches the programs the script started too.
+        proc = subprocess.Popen(script.command(str(path)), env=env, start_new_session=True)
         try:
             returncode = proc.wait()
-        except _Terminated:
-            proc.terminate()
-            proc.wait()
+        except BaseException:  # SIGTERM (a cancel) or Ctrl-C
+            _stop_group(proc)
             raise
     if returncode != 0:
         raise RuntimeError(f"script {script.name} exited with code {returncode}")
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> None:
+    """SIGTERM to the script's process group; SIGKILL to what is left after the grace time."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def _run_torchrun(args: argparse.Namespace, nproc: int) -> int:
