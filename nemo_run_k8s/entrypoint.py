@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_task(bundle: Any, output: Path | None) -> int:
     rank = int(os.environ.get("RANK", "0"))
+    # Logs are files or pipes, where Python would hold prints back until the job ends.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         task = bundle.load_task()
@@ -125,7 +129,8 @@ def _user_traceback(err: BaseException) -> str:
 
 
 def _run_script(script: Any, script_file: Path) -> None:
-    env = {**os.environ, **script.env_vars}
+    # Python programs the script starts print as they go, unless the script says otherwise.
+    env = {"PYTHONUNBUFFERED": "1", **os.environ, **script.env_vars}
     with tempfile.TemporaryDirectory() as tmp:
         # The script runs from a private copy: a bundle may live on a read-only layer.
         path = Path(tmp) / script.name
