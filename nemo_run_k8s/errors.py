@@ -64,10 +64,12 @@ class JobFailed(NemoRunError):
         message = f"job {job_id} ended {state_name}"
         if reason:
             message += f": {reason}"
-        if traceback:
-            message += f"\n--- remote traceback ---\n{traceback.rstrip()}"
-        elif log_tail:
+        # Both: a script's traceback only says "exited with code N", its reason
+        # is in the logs. The traceback once, when the log tail holds it already.
+        if log_tail:
             message += f"\n--- last log lines ---\n{log_tail.rstrip()}"
+        if traceback and traceback.rstrip() not in log_tail:
+            message += f"\n--- remote traceback ---\n{traceback.rstrip()}"
         super().__init__(message)
 
     def __reduce__(self):  # keep picklable with the custom __init__

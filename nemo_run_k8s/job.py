@@ -15,7 +15,7 @@ from nemo_run_k8s.errors import JobFailed
 from nemo_run_k8s.executors.base import Executor, JobState, backend_class
 from nemo_run_k8s.records import JobRecord, Records
 
-_POLL_START, _POLL_MAX = 0.01, 0.5
+_POLL_START = 0.01
 
 
 class Job:
@@ -82,7 +82,7 @@ class Job:
             if deadline is not None and time.monotonic() >= deadline:
                 return state
             time.sleep(delay)
-            delay = min(delay * 1.3, _POLL_MAX)
+            delay = min(delay * 1.3, self._backend.poll_interval)
 
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The job's log lines; with ``follow``, new lines as they come until the job ends."""

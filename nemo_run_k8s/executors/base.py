@@ -121,6 +121,9 @@ class Executor(abc.ABC):
     """Where and how a job runs. One subclass (and one module) per backend."""
 
     kind: ClassVar[str]
+    #: The longest pause between two state reads while waiting for a job; a
+    #: backend whose state is cheap to read (a local file) polls more often.
+    poll_interval: ClassVar[float] = 0.5
 
     @abc.abstractmethod
     def resources(self) -> Resources:
