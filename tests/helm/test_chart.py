@@ -297,7 +297,7 @@ def test_notes_show_executor_settings_for_full_values(helm: Helm) -> None:
         'namespace="team-a",',
         'service_account="team-a-jobs",',
         'image_pull_secrets=["regcred", "mirror-cred"],',
-        'volumes=[{"claim": "team-a-results", "mount_path": "/results"}],',
+        'volumes=[run.PVCVolume("team-a-results", "/results")],',
         'priority_class="team-a-training",',
         'queue="team-a",',
         "kubectl get crd pytorchjobs.kubeflow.org",
