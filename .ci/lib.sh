@@ -15,7 +15,8 @@ die() {
 
 # need_root WHAT: stop with a clear message unless running as root.
 need_root() {
-    [[ ${EUID:-$(id -u)} -eq 0 ]] || die "$1 needs root (apt-get, daemons); run this script as root or do it by hand"
+    [[ ${EUID:-$(id -u)} -eq 0 ]] ||
+        die "$1 needs root (apt-get, daemons): run this script as root, or do that step by hand"
 }
 
 # is_installed PACKAGE: whether dpkg has PACKAGE fully installed.
@@ -62,7 +63,8 @@ apt_mirror() {
         # deb822: stanzas split by blank lines; take a "deb" stanza whose Suites holds SUITE.
         uri=$(awk -v suite="$suite" '
             function flush() {
-                if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && enabled != "no")
+                wanted = (" " suites " ") ~ (" " suite " ")
+                if (types ~ /(^| )deb( |$)/ && wanted && enabled != "no")
                     { split(uris, u, " "); print u[1]; found = 1; exit }
                 types = suites = uris = enabled = ""
             }

@@ -6,6 +6,7 @@
 # and the build is skipped when the content tag already exists. Prints the content tag on stdout.
 # Needs root and a running Docker engine (.ci/setup-docker.sh).
 set -euo pipefail
+# shellcheck source=.ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 REPO=nemo-run-k8s/base-python
@@ -21,7 +22,8 @@ CHANGES=(
     'CMD ["/bin/bash"]'
 )
 
-mirror=$(apt_mirror "$SUITE") || die "no '$SUITE' mirror in this machine's apt sources (/etc/apt/sources.list*)"
+mirror=$(apt_mirror "$SUITE") ||
+    die "no '$SUITE' mirror in this machine's apt sources (/etc/apt/sources.list*)"
 recipe="suite=$SUITE variant=$VARIANT include=$INCLUDE hooks=${HOOKS##*/} mirror=$mirror"
 for change in "${CHANGES[@]}"; do recipe+=" change=$change"; done
 image="$REPO:$(printf '%s' "$recipe" | short_hash)"
@@ -43,5 +45,6 @@ else
     fi
 fi
 docker tag "$image" "$REPO:local"
-log "$REPO:local -> $image ($(docker image inspect --format '{{.Size}}' "$image" | numfmt --to=iec))"
+size=$(docker image inspect --format '{{.Size}}' "$image" | numfmt --to=iec)
+log "$REPO:local -> $image ($size)"
 printf '%s\n' "$image"

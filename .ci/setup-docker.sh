@@ -3,6 +3,7 @@
 # start dockerd in the background and wait until `docker info` works. Does nothing when an engine
 # already answers. Needs root unless an engine is already running.
 set -euo pipefail
+# shellcheck source=.ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOG=/tmp/dockerd.log
@@ -23,7 +24,7 @@ fi
 pid=""
 if [[ -f $PIDFILE ]]; then
     pid=$(<"$PIDFILE")
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && [[ $(ps -o comm= -p "$pid") == dockerd ]]; then
+    if [[ -n $pid ]] && [[ $(ps -o comm= -p "$pid" 2>/dev/null) == dockerd ]]; then
         log "dockerd (pid $pid) is already running; waiting for it to answer"
     else
         log "removing stale $PIDFILE (pid ${pid:-none} is not a live dockerd)"

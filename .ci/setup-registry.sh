@@ -5,6 +5,7 @@
 # Each is skipped when it already answers. Storage lives under /var/tmp/nemo-run-k8s-registry.
 # Docker trusts loopback registries over plain HTTP, so no daemon settings are needed.
 set -euo pipefail
+# shellcheck source=.ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROOT=/var/tmp/nemo-run-k8s-registry
@@ -18,9 +19,9 @@ usage() {
 }
 
 with_auth=false
-case $# in
-0) ;;
-1) [[ $1 == --auth ]] && with_auth=true || usage ;;
+case "$*" in
+"") ;;
+--auth) with_auth=true ;;
 *) usage ;;
 esac
 
@@ -37,7 +38,8 @@ start_registry() {
         log "registry $name already answers on 127.0.0.1:$port"
         return 0
     fi
-    [[ $status == 000 ]] || die "something else answers on 127.0.0.1:$port (GET /v2/ gave $status, expected $expected); stop it first"
+    [[ $status == 000 ]] ||
+        die "127.0.0.1:$port answers GET /v2/ with $status, not $expected: something else runs there"
 
     local dir=$ROOT/$name
     mkdir -p "$dir/storage"

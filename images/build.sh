@@ -11,6 +11,7 @@
 # Wheels are cached in ${NEMO_RUN_K8S_CACHE:-~/.cache/nemo-run-k8s}/wheels.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=.ci/lib.sh
 source "$here/../.ci/lib.sh"
 
 usage() {
@@ -56,7 +57,8 @@ if image_exists "$base"; then
         -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) ||
         python_version=$(dockerfile_default PYTHON_VERSION)
 else
-    [[ $base == nemo-run-k8s/* ]] && die "base image $base not found; run .ci/setup-base-image.sh first"
+    [[ $base != nemo-run-k8s/* ]] ||
+        die "base image $base not found; run .ci/setup-base-image.sh first"
     log "base image $base is not local; docker build will pull it"
     base_id=$base
     python_version=$(dockerfile_default PYTHON_VERSION)
@@ -102,8 +104,8 @@ else
     cp -l "$wheels"/*.whl "$context/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$context/wheels/"
     cp "$requirements" "$context/wheels/requirements.txt"
 
-    build=(docker build --rm --build-arg "BASE_IMAGE=$base" --build-arg "PYTHON_VERSION=$python_version"
-        --label "nemo-run-k8s.io/content-key=$key" -t "$image" "$context")
+    build=(docker build --force-rm --label "nemo-run-k8s.io/content-key=$key" -t "$image"
+        --build-arg "BASE_IMAGE=$base" --build-arg "PYTHON_VERSION=$python_version" "$context")
     log "building $image on $base (Python $python_version)"
     # The classic builder: the SDK uses it too, and buildx is not installed everywhere.
     if $quiet; then

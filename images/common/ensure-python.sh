@@ -3,7 +3,7 @@
 # are left alone; bare ones (nvidia/cuda) get it from their own distribution via apt.
 set -eu
 if python3 -c 'import ensurepip, venv' 2>/dev/null; then
-    echo "python3 $(python3 -c 'import platform; print(platform.python_version())') with venv already present"
+    echo "python3 with venv already present: $(python3 --version)"
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive

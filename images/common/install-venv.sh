@@ -11,7 +11,7 @@ if [ "$actual" != "$expected" ]; then
         "reliably under another, so the image label must be right" >&2
     exit 1
 fi
-# --system-site-packages: Debian's own pip refuses installs, the venv still sees the base's packages.
+# --system-site-packages: Debian's pip refuses installs; the venv still sees the base's packages.
 python3 -m venv --system-site-packages /opt/venv
 /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-index \
     --find-links /tmp/wheels -r /tmp/wheels/requirements.txt
