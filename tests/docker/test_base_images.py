@@ -19,13 +19,16 @@ PRINT_MINOR = 'import sys; print("%d.%d" % sys.version_info[:2])'
 
 # Each of two ranks adds rank + 1, so both must see 1 + 2 = 3.
 ALL_REDUCE = """
+import os
 import torch
 import torch.distributed as dist
 
 dist.init_process_group("gloo")
 value = torch.tensor([float(dist.get_rank() + 1)])
 dist.all_reduce(value)
-print(f"rank {dist.get_rank()} of {dist.get_world_size()}: sum {value.item():g}")
+# One write per line: print() may split it, and the two ranks share one stdout.
+line = f"rank {dist.get_rank()} of {dist.get_world_size()}: sum {value.item():g}\\n"
+os.write(1, line.encode())
 dist.destroy_process_group()
 """
 
