@@ -12,7 +12,7 @@ if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then
     bash .ci/setup-docker.sh
     bash .ci/setup-base-image.sh
     bash images/build.sh cpu
-    bash .ci/setup-registry.sh
+    bash .ci/setup-registry.sh --auth
 fi
 bash .ci/setup-helm.sh
 export PATH="$PWD/.tools/bin:$PATH"
