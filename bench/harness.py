@@ -178,8 +178,16 @@ def sample_whole_process(
         time_process(cmd, env)  # warm-up: page cache, .pyc files
         side.samples = [time_process(cmd, env) for _ in range(n)]
     except (RunnerError, subprocess.TimeoutExpired) as err:
-        side.samples, side.note = [], f"failed: {err}"
+        side.samples, side.note = [], failure_note(err)
     return side
+
+
+def failure_note(err: Exception) -> str:
+    """``not available (...)`` for a backend this checkout lacks, else ``failed: ...``."""
+    text = str(err)
+    if text.startswith("NOT AVAILABLE: "):
+        return f"not available ({text.removeprefix('NOT AVAILABLE: ')})"
+    return f"failed: {text}"
 
 
 def python_cmd(python: Path | str | None, *args: str) -> list[str] | None:

@@ -54,6 +54,7 @@ from harness import (
     Side,
     ensure_peer,
     environment,
+    failure_note,
     format_markdown,
     format_text,
     machine,
@@ -87,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         bench.tmp = Path(tmp)
         for name in rows_wanted:
             print(f"[bench] {name} ...", flush=True)
-            bench.rows += getattr(bench, f"row_{name}")()
-            print(format_text(bench.rows[-1:]) + "\n", flush=True)
+            new = getattr(bench, f"row_{name}")()
+            bench.rows += new
+            print(format_text(new) + "\n", flush=True)
 
     header = f"Machine: {machine()}. Runs per measurement: {n} (after one untimed warm-up)."
     print("\n" + header + "\n" + format_text(bench.rows))
@@ -264,11 +266,7 @@ class Bench:
         try:
             result = run_runner(cmd, self.env(peer))
         except RunnerError as err:
-            text = str(err)
-            if text.startswith("NOT AVAILABLE: "):
-                side.note = f"not available ({text.removeprefix('NOT AVAILABLE: ')})"
-            else:
-                side.note = f"failed: {text}"
+            side.note = failure_note(err)
             return side
         side.samples = [float(s) for s in result["samples"]]
         side.builds = result.get("builds")
