@@ -1,0 +1,330 @@
+"""nemo_run_k8s against the tools users would pick instead, in one command.
+
+    python bench/run_all.py [--quick] [--rows import,local,image,docker,sweep] [-n N]
+
+Installs the peers, each into its own virtual environment under ``.bench-venvs/``
+made with the host's ``python3`` (NeMo-Run 0.11.1 with leptonai 0.27.3; TorchX
+0.7.0 with the docker and kubernetes clients), runs the same work through them
+and through nemo_run_k8s in the same run, and prints one table: median, min and
+max wall time, and ours/peer ratios of medians (below 1: we are faster). The
+table is also written as markdown to ``bench/results/latest.md``.
+
+Rows:
+  import  ``import nemo_run_k8s`` vs ``import nemo_run`` vs ``import fiddle, cloudpickle``
+          (the floor), whole processes; and the same with the first use of run.Config.
+  local   a trivial run.Partial through run.run on the local executor, whole process,
+          vs NeMo-Run's run.run on its LocalExecutor.
+  image   a new job image after a config-only change and after a one-file code change,
+          code directories of 1, 10 and 100 MB, vs TorchX's workspace image build, on
+          the same base image (nemo-run-k8s/base-python:local) and directory.
+  docker  a trivial 2-node Docker job, submit to finish, whole process, vs TorchX
+          local_docker with 2 replicas.
+  sweep   a 100-job sweep submitted to Kubernetes, with the count of image builds, vs
+          100 TorchX submissions with a workspace (dry run). Ours launches against a
+          stand-in API server with a throw-away local registry when `docker-registry`
+          is installed, and dry-runs otherwise.
+
+The command ours runs with is this interpreter (it needs nemo_run_k8s's
+dependencies and the docker and kubernetes clients). A peer that cannot be
+installed or run is reported in the table with its error, never dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (
+    BENCH,
+    REPO,
+    VENVS,
+    Peer,
+    Row,
+    RunnerError,
+    Side,
+    ensure_peer,
+    environment,
+    failure_note,
+    format_markdown,
+    format_text,
+    machine,
+    python_cmd,
+    run_runner,
+    sample_whole_process,
+)
+
+BASE_IMAGE = "nemo-run-k8s/base-python:local"
+SIZES_MB = (1, 10, 100)
+SWEEP_JOBS = 100
+SWEEP_CODE_MB = 10
+ALL_ROWS = ("import", "local", "image", "docker", "sweep")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 runs per measurement, not 5")
+    parser.add_argument("-n", type=int, help="runs per measurement (default 5, --quick 3)")
+    parser.add_argument("--rows", default=",".join(ALL_ROWS), help="comma-separated subset")
+    parser.add_argument("--base-image", default=BASE_IMAGE, help="image both sides build on")
+    args = parser.parse_args(argv)
+    rows_wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows_wanted) - set(ALL_ROWS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {', '.join(ALL_ROWS)}")
+    n = args.n or (3 if args.quick else 5)
+    bench = Bench(n=n, base=args.base_image, sweep_repeats=1 if args.quick else 3)
+
+    with tempfile.TemporaryDirectory(prefix="nemo-run-k8s-bench-") as tmp:
+        bench.tmp = Path(tmp)
+        for name in rows_wanted:
+            print(f"[bench] {name} ...", flush=True)
+            new = getattr(bench, f"row_{name}")()
+            bench.rows += new
+            print(format_text(new) + "\n", flush=True)
+
+    header = f"Machine: {machine()}. Runs per measurement: {n} (after one untimed warm-up)."
+    print("\n" + header + "\n" + format_text(bench.rows))
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M %Z")
+    (results / "latest.md").write_text(
+        f"{header}\nRun {stamp}: `python bench/run_all.py {' '.join(argv or sys.argv[1:])}`\n\n"
+        f"{format_markdown(bench.rows)}\n"
+    )
+    print(f"\nwritten: {(results / 'latest.md').relative_to(REPO)}")
+    return 0
+
+
+class Bench:
+    """Holds the peers (installed on first need) and produces the rows."""
+
+    def __init__(self, n: int, base: str, sweep_repeats: int):
+        self.n, self.base, self.sweep_repeats = n, base, sweep_repeats
+        self.rows: list[Row] = []
+        self.tmp = Path(tempfile.gettempdir())
+        self._peers: dict[str, Peer] = {}
+
+    def peer(self, name: str) -> Peer:
+        if name not in self._peers:
+            self._peers[name] = ensure_peer(name, VENVS / f"{name}-install.log")
+        return self._peers[name]
+
+    def env(self, peer: Peer | None = None) -> dict[str, str]:
+        """Ours: this interpreter with the repository importable; a peer: its venv's bin first."""
+        home = self.tmp / "home"
+        if peer is None:
+            return environment(home, [REPO, BENCH / "ours"])
+        env = environment(home)
+        if peer.python is not None:  # NeMo-Run starts jobs with the `python` on PATH
+            env["PATH"] = f"{peer.python.parent}:{env['PATH']}"
+        return env
+
+    def marker(self) -> str:
+        return str(self.tmp / "marker")
+
+    # ------------------------------------------------------------------- rows
+
+    def row_import(self) -> list[Row]:
+        nemo = self.peer("nemo_run")
+        rows = []
+        for label, ours_code, peer_code in (
+            ("import", "import nemo_run_k8s", "import nemo_run"),
+            (
+                "import + first run.Config",
+                "import nemo_run_k8s as run; run.Config",
+                "import nemo_run as run; run.Config",
+            ),
+        ):
+            ours = sample_whole_process(
+                "nemo_run_k8s", [sys.executable, "-c", ours_code], self.env(), self.n
+            )
+            peer = sample_whole_process(
+                "NeMo-Run 0.11.1",
+                python_cmd(nemo.python, "-c", peer_code),
+                self.env(nemo),
+                self.n,
+                note=_install_note(nemo),
+            )
+            floor = sample_whole_process(
+                "fiddle+cloudpickle (floor)",
+                [sys.executable, "-c", "import fiddle, cloudpickle"],
+                self.env(),
+                self.n,
+            )
+            rows.append(Row(label, ours, [peer, floor]))
+        return rows
+
+    def row_local(self) -> list[Row]:
+        nemo = self.peer("nemo_run")
+        script = "local_run.py"
+        ours = sample_whole_process(
+            "nemo_run_k8s",
+            [sys.executable, str(BENCH / "ours" / script), self.marker()],
+            self.env(),
+            self.n,
+        )
+        peer = sample_whole_process(
+            "NeMo-Run 0.11.1",
+            python_cmd(nemo.python, str(BENCH / "peers" / "nemo_run_local.py"), self.marker()),
+            self.env(nemo),
+            self.n,
+            note=_install_note(nemo),
+        )
+        return [Row("trivial Partial, local executor, whole process", ours, [peer])]
+
+    def row_image(self) -> list[Row]:
+        from workloads.codedirs import make_code_dir
+
+        torchx = self.peer("torchx")
+        rows = []
+        for mb in SIZES_MB:
+            code_dir = str(make_code_dir(self.tmp / "code", mb))
+            for change, label in (("config", "config-only change"), ("onefile", "one-file change")):
+                args = [self.base, code_dir, str(self.n), change]
+                ours = self._runner_side(
+                    "nemo_run_k8s", [sys.executable, str(BENCH / "ours" / "image_builds.py"), *args]
+                )
+                peer = self._runner_side(
+                    "TorchX 0.7.0 workspace",
+                    python_cmd(torchx.python, str(BENCH / "peers" / "torchx_workspace.py"), *args),
+                    torchx,
+                )
+                rows.append(Row(f"new job image, {label}, {mb} MB code", ours, [peer]))
+        return rows
+
+    def row_docker(self) -> list[Row]:
+        torchx = self.peer("torchx")
+        ours = sample_whole_process(
+            "nemo_run_k8s",
+            [sys.executable, str(BENCH / "ours" / "docker_job.py"), self.base],
+            self.env(),
+            self.n,
+        )
+        peer = sample_whole_process(
+            "TorchX 0.7.0 local_docker",
+            python_cmd(torchx.python, str(BENCH / "peers" / "torchx_local_docker.py"), self.base),
+            self.env(torchx),
+            self.n,
+            note=_install_note(torchx),
+        )
+        _remove_containers("torchx.pytorch.org/version")
+        return [Row("2-node trivial Docker job, submit to finish", ours, [peer])]
+
+    def row_sweep(self) -> list[Row]:
+        from workloads.codedirs import make_code_dir
+
+        torchx = self.peer("torchx")
+        code_dir = str(make_code_dir(self.tmp / "code", SWEEP_CODE_MB))
+        jobs, repeats = str(SWEEP_JOBS), str(self.sweep_repeats)
+        with _local_registry(self.tmp) as registry:
+            mode = "launch" if registry else "dry"
+            cmd = [sys.executable, str(BENCH / "ours" / "sweep.py"), self.base, code_dir]
+            ours = self._runner_side("nemo_run_k8s", [*cmd, jobs, repeats, mode, registry or ""])
+        if not ours.note:
+            ours.note = (
+                f"n={len(ours.samples)}; launched: stand-in API server, local registry"
+                if mode == "launch"
+                else f"n={len(ours.samples)}; dry run (no docker-registry to push to)"
+            )
+        peer = self._runner_side(
+            "TorchX 0.7.0 (dry run)",
+            python_cmd(
+                torchx.python,
+                str(BENCH / "peers" / "torchx_sweep.py"),
+                self.base,
+                code_dir,
+                jobs,
+                repeats,
+            ),
+            torchx,
+        )
+        return [
+            Row(
+                f"{SWEEP_JOBS}-job sweep submission, 2 nodes each, {SWEEP_CODE_MB} MB code",
+                ours,
+                [peer],
+            )
+        ]
+
+    # ------------------------------------------------------------------- helpers
+
+    def _runner_side(self, tool: str, cmd: list[str] | None, peer: Peer | None = None) -> Side:
+        """A side measured by a runner script that times itself (and reports its images)."""
+        side = Side(tool, note=_install_note(peer) if peer else "")
+        if cmd is None:
+            return side
+        try:
+            result = run_runner(cmd, self.env(peer))
+        except RunnerError as err:
+            side.note = failure_note(err)
+            return side
+        side.samples = [float(s) for s in result["samples"]]
+        side.builds = result.get("builds")
+        _remove_images(result.get("images", []))
+        return side
+
+
+def _install_note(peer: Peer | None) -> str:
+    return f"not installed: {peer.error}" if peer is not None and peer.python is None else ""
+
+
+def _remove_images(refs: list[str]) -> None:
+    """Removes the images a runner built (never others'); images in use stay."""
+    if refs:
+        subprocess.run(["docker", "rmi", *refs], capture_output=True, timeout=300)
+
+
+def _remove_containers(label: str) -> None:
+    ids = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label={label}", "--filter", "status=exited"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", *ids], capture_output=True, timeout=120)
+
+
+@contextlib.contextmanager
+def _local_registry(tmp: Path) -> Iterator[str | None]:
+    """A throw-away Distribution registry on loopback (Debian's docker-registry), if installed."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
