@@ -120,6 +120,24 @@ def _bundle_for(task: Any, executor: Any) -> Bundle:
     return Bundle.open(final)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Environment:
+    """An environment image: its tag, the key of everything but the code, the code's hashes."""
+
+    ref: str
+    base_key: str
+    code: list[tuple[str, str]]
+
+    def code_key(self, modules: Iterable[str]) -> str:
+        """A hash of the code files that can shadow or provide ``modules`` (their top packages)."""
+        tops = {m.partition(".")[0] for m in modules}
+        return _digest(
+            f"{rel}:{sha}"
+            for rel, sha in self.code
+            if rel.partition("/")[0] in tops or rel.removesuffix(".py") in tops
+        )
+
+
 class ImageBuilder:
     """Builds job images with the Docker engine (docker SDK, classic builder)."""
 
@@ -138,7 +156,8 @@ class ImageBuilder:
             raise ImageBuildError("a job image needs at least one bundle")
         base = self.base_info(spec.base_image)
         _check_python(spec.base_image, base["python"])
-        env_ref, _ = self.environment(spec, base)
+        env = self.environment(spec, base)
+        env_ref = env.ref
         shas = tuple(sorted({b.sha256 for b in bundles}))
         tag = _digest([env_ref, *shas])[:32]
         ref = f"{JOB_REPO}:{tag}"
@@ -149,10 +168,10 @@ class ImageBuilder:
             existing = self.client.images.get(ref)
         image_id = existing.id
         for bundle in bundles:
-            self.preflight(ref, image_id, env_ref, bundle)
+            self.preflight(ref, image_id, env, bundle)
         return JobImage(ref, image_id, built, env_ref, shas, time.perf_counter() - start)
 
-    def environment(self, spec: ImageSpec, base: dict[str, Any]) -> tuple[str, bool]:
+    def environment(self, spec: ImageSpec, base: dict[str, Any]) -> _Environment:
         """The environment image for ``spec``: found by content tag, or built."""
         deps = wheels.download_dependency_wheels(
             self.cache / "wheels" / f"py{base['python_minor']}-{base['platform']}",
@@ -162,31 +181,26 @@ class ImageBuilder:
         )
         own = wheels.build_own_wheel(self.cache / "own-wheel")
         code_files = list(_code_files(Path(spec.code_dir))) if spec.code_dir else []
+        code = self._hashed(spec.code_dir, code_files)
         recipe = env_recipe()
-        key = _digest(
-            [
-                recipe,
-                base["id"],
-                *(f"{p.name}:{_file_sha(p)}" for p in [*deps, own]),
-                *(f"{rel}:{sha}" for rel, _, sha in self._hashed(spec.code_dir, code_files)),
-            ]
+        base_key = _digest(
+            [recipe, base["id"], *(f"{p.name}:{_file_sha(p)}" for p in [*deps, own])]
         )
-        ref = f"{ENV_REPO}:{key[:32]}"
-        if self._find(ref) is not None:
-            return ref, False
+        key = _digest([base_key, *(f"{rel}:{sha}" for rel, _, sha in code)])
+        env = _Environment(f"{ENV_REPO}:{key[:32]}", base_key, [(r, s) for r, _, s in code])
+        if self._find(env.ref) is not None:
+            return env
         files = {"Dockerfile": recipe.encode()}
-        members = [(f"wheels/deps/{p.name}", p) for p in deps] + [(f"wheels/pkg/{own.name}", own)]
-        members += [
-            (f"code/{rel}", path) for rel, path, _ in self._hashed(spec.code_dir, code_files)
-        ]
+        members = [(f"wheels/deps/{p.name}", p) for p in deps]
+        members.append((f"wheels/pkg/{own.name}", own))
+        members += [(f"code/{rel}", path) for rel, path, _ in code]
         context = _tar_context(files, members, empty_dirs=["code"])
         self._docker_build(
             context,
-            ref,
-            buildargs={"BASE_IMAGE": spec.base_image},
-            labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE, "nemo-run-k8s.io/python": base["python"]},
+            env.ref,
+            buildargs={"BASE_IMAGE": spec.base_image, "NEMO_RUN_K8S_PYTHON": base["python"]},
         )
-        return ref, True
+        return env
 
     def _add_bundle_layer(self, env_ref: str, bundles: Sequence[Bundle], ref: str) -> None:
         """The recipe's last step (``COPY bundles/ /opt/nemo_run_k8s/bundles/``), done directly.
@@ -240,16 +254,24 @@ class ImageBuilder:
         _atomic_write(cache, json.dumps(info))
         return info
 
-    def preflight(self, ref: str, image_id: str, env_ref: str, bundle: Bundle) -> None:
-        """Checks inside the image that the bundle loads and its targets import."""
+    def preflight(self, ref: str, image_id: str, env: _Environment, bundle: Bundle) -> None:
+        """Checks inside the image that the bundle loads and its targets import.
+
+        The verdict depends on the environment (base, wheels), the Python version,
+        the task kind, the modules imported by reference and the code files those
+        modules come from; it is cached on exactly that, so neither a config
+        change nor an edit to code the job does not import runs it again.
+        """
         manifest = bundle.manifest
+        imports = sorted(manifest.get("imports", {}))
         key = _digest(
             [
                 str(_PREFLIGHT_VERSION),
-                env_ref,
+                env.base_key,
+                env.code_key(imports),
                 manifest["python"],
                 manifest["task_kind"],
-                *sorted(manifest.get("imports", {})),
+                *imports,
             ]
         )
         marker = self.cache / "preflight" / key

@@ -33,11 +33,17 @@ RUN python3 -m pip install --quiet --no-cache-dir --disable-pip-version-check --
         --no-deps /tmp/nemo_run_k8s/pkg/*.whl \
     && rm -rf /tmp/nemo_run_k8s/pkg
 
-# 3. The user's code directory (empty without one; .dockerignore honoured), importable.
-COPY code/ /workspace/
+# 3. How the job runs. Before the code, so a code change rebuilds nothing below it.
 WORKDIR /workspace
 ENV PYTHONPATH=/workspace
+ARG NEMO_RUN_K8S_PYTHON=unknown
+LABEL app.kubernetes.io/managed-by=nemo-run-k8s \
+      nemo-run-k8s.io/python=${NEMO_RUN_K8S_PYTHON}
 ENTRYPOINT ["python3", "-m", "nemo_run_k8s.entrypoint"]
+
+# 4. The user's code directory (empty without one; .dockerignore honoured), importable from
+#    /workspace. The environment's last step: a code change rebuilds this layer alone.
+COPY code/ /workspace/
 
 # --- bundle layer ---
 COPY bundles/ /opt/nemo_run_k8s/bundles/
