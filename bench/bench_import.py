@@ -6,7 +6,9 @@ nemo_run_k8s import must pay at least. The two commands alternate, N runs each,
 after one untimed warm-up run of each (to fill the page cache).
 
 Run:  python bench/bench_import.py [N]
-Target: median(ours) <= 1.15 x median(floor). This is a benchmark, not a test:
+Names in nemo_run_k8s load lazily, so a bare import is far below the floor;
+the second row pays for the first use of ``run.Config`` (which loads fiddle).
+Target: median(ours) <= 1.15 x median(floor), for both rows. This is a benchmark, not a test:
 it always exits 0 and prints PASS or FAIL against the target.
 """
 
@@ -23,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.15
 COMMANDS = {
     "import nemo_run_k8s": "import nemo_run_k8s",
+    # Names load lazily, so the honest comparison also pays for first use of a config.
+    "import + first run.Config": "import nemo_run_k8s as run; run.Config",
     "import fiddle, cloudpickle (floor)": "import fiddle, cloudpickle",
 }
 
@@ -55,10 +59,11 @@ def main() -> int:
             f"{label:<38}{statistics.median(times) * 1e3:>11.1f}"
             f"{min(times) * 1e3:>9.1f}{max(times) * 1e3:>9.1f}"
         )
-    ours, floor = (statistics.median(t) for t in samples.values())
-    ratio = ours / floor
-    verdict = "PASS" if ratio <= TARGET else "FAIL"
-    print(f"ratio ours/floor (medians): {ratio:.3f}x  target <= {TARGET:.2f}x  {verdict}")
+    bare, first_use, floor = (statistics.median(t) for t in samples.values())
+    for label, ours in (("import", bare), ("import + first use", first_use)):
+        ratio = ours / floor
+        verdict = "PASS" if ratio <= TARGET else "FAIL"
+        print(f"{label}: ours/floor (medians) {ratio:.3f}x  target <= {TARGET:.2f}x  {verdict}")
     return 0
 
 

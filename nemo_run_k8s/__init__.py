@@ -13,26 +13,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from nemo_run_k8s.config import Config, Partial, autoconvert
-from nemo_run_k8s.errors import (
-    BundleError,
-    ConfigError,
-    ImageBuildError,
-    InvalidOptionError,
-    JobFailed,
-    JobNotFoundError,
-    NemoRunError,
-    SubmissionError,
-)
-from nemo_run_k8s.script import Script
-from nemo_run_k8s.yaml_io import from_yaml, to_yaml
-
 __version__ = "0.1.0"
 
 __all__ = [
     "BundleError",
     "Config",
     "ConfigError",
+    "ConfigMapVolume",
     "DockerExecutor",
     "Experiment",
     "ImageBuildError",
@@ -45,8 +32,10 @@ __all__ = [
     "KubernetesExecutor",
     "LocalExecutor",
     "NemoRunError",
+    "PVCVolume",
     "Partial",
     "Script",
+    "SecretVolume",
     "SubmissionError",
     "__version__",
     "autoconvert",
@@ -61,8 +50,23 @@ __all__ = [
     "to_yaml",
 ]
 
-# Names loaded on first use, so `import nemo_run_k8s` stays as cheap as fiddle itself.
+# Every name is loaded on first use: `import nemo_run_k8s` costs almost nothing, the CLI starts
+# fast, and fiddle, docker and kubernetes load only when something needs them.
 _LAZY = {
+    "Config": "nemo_run_k8s.config",
+    "Partial": "nemo_run_k8s.config",
+    "autoconvert": "nemo_run_k8s.config",
+    "Script": "nemo_run_k8s.script",
+    "to_yaml": "nemo_run_k8s.yaml_io",
+    "from_yaml": "nemo_run_k8s.yaml_io",
+    "BundleError": "nemo_run_k8s.errors",
+    "ConfigError": "nemo_run_k8s.errors",
+    "ImageBuildError": "nemo_run_k8s.errors",
+    "InvalidOptionError": "nemo_run_k8s.errors",
+    "JobFailed": "nemo_run_k8s.errors",
+    "JobNotFoundError": "nemo_run_k8s.errors",
+    "NemoRunError": "nemo_run_k8s.errors",
+    "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
     "JobState": "nemo_run_k8s.executors.base",
     "submit": "nemo_run_k8s.api",
@@ -76,6 +80,9 @@ _LAZY = {
     "build_image": "nemo_run_k8s.image",
     "push_image": "nemo_run_k8s.image",
     "Experiment": "nemo_run_k8s.experiment",
+    "PVCVolume": "nemo_run_k8s.k8s_options",
+    "ConfigMapVolume": "nemo_run_k8s.k8s_options",
+    "SecretVolume": "nemo_run_k8s.k8s_options",
     "sweep": "nemo_run_k8s.experiment",
 }
 
@@ -95,6 +102,17 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from nemo_run_k8s.api import dryrun, run, submit
+    from nemo_run_k8s.config import Config, Partial, autoconvert
+    from nemo_run_k8s.errors import (
+        BundleError,
+        ConfigError,
+        ImageBuildError,
+        InvalidOptionError,
+        JobFailed,
+        JobNotFoundError,
+        NemoRunError,
+        SubmissionError,
+    )
     from nemo_run_k8s.executors.base import JobState
     from nemo_run_k8s.executors.docker_executor import DockerExecutor
     from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
@@ -102,3 +120,6 @@ if TYPE_CHECKING:
     from nemo_run_k8s.experiment import Experiment, sweep
     from nemo_run_k8s.image import JobImage, build_image, push_image
     from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.k8s_options import ConfigMapVolume, PVCVolume, SecretVolume
+    from nemo_run_k8s.script import Script
+    from nemo_run_k8s.yaml_io import from_yaml, to_yaml

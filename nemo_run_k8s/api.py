@@ -35,8 +35,16 @@ def submit(
     """
     executor = executor or _default_executor()
     records = Records()
-    job, bundle, plan = _prepare(task, executor, name, experiment, records.job_dir)
+    job, bundle, plan = prepare(task, executor, name, experiment, records.job_dir)
     executor.preflight()
+    return launch_prepared(executor, job, bundle, plan, records)
+
+
+def launch_prepared(
+    executor: Executor, job: JobSpec, bundle: Bundle, plan: Plan, records: Records
+) -> Job:
+    """Records the job, then launches its plan. The record exists before anything starts."""
+    experiment = job.experiment
     record = JobRecord(
         id=job.job_id,
         name=job.name,
@@ -88,15 +96,16 @@ def dryrun(task: Any, executor: Executor | None = None, name: str | None = None)
     executor = executor or _default_executor()
     tmp = Path(tempfile.mkdtemp(prefix="nemo-run-k8s-dryrun-"))
     try:
-        _, _, plan = _prepare(task, executor, name, None, lambda job_id: tmp / job_id)
+        _, _, plan = prepare(task, executor, name, None, lambda job_id: tmp / job_id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return plan
 
 
-def _prepare(
+def prepare(
     task: Any, executor: Executor, name: str | None, experiment: str | None, job_dir: Any
 ) -> tuple[JobSpec, Bundle, Plan]:
+    """Validates and bundles a task and plans its launch (no backend I/O)."""
     task_kind(task)
     check_callable(task)
     name = name or _default_name(task)

@@ -39,6 +39,7 @@ from typing import Any
 
 import cloudpickle
 import fiddle as fdl
+from fiddle import history as fdl_history
 
 from nemo_run_k8s.config import format_flat, iter_values, target_name
 from nemo_run_k8s.errors import BundleError, ConfigError
@@ -227,9 +228,10 @@ def _return_type(fn: Any) -> type | None:
 
 def pickle_task(task: Any, code_dirs: tuple[str, ...] = ()) -> bytes:
     """cloudpickle of ``task``, user modules by value; unpicklable parts named by path."""
-    check_picklable(task)
     modules = [sys.modules[name] for name in _by_value_modules(task, code_dirs)]
-    with _registered_by_value(modules):
+    _name_classes_stably([*modules, sys.modules["__main__"]])
+    check_picklable(task)
+    with _registered_by_value(modules), _without_history(task):
         try:
             return cloudpickle.dumps(task, protocol=4)
         except Exception as err:  # a failure check_picklable could not localize
@@ -357,6 +359,54 @@ def _installed_prefixes() -> list[str]:
         if p.endswith(("site-packages", "dist-packages"))
     }
     return sorted(prefixes)
+
+
+@contextlib.contextmanager
+def _without_history(task: Any) -> Iterator[None]:
+    """Hides fiddle's argument history while pickling.
+
+    Each config node records where and in which order its arguments were set
+    (file, line, a process-wide counter). The job does not need it, and it
+    would make the same task pickle differently each time it is created.
+    """
+    nodes = [v for _, v in iter_values(task) if isinstance(v, fdl.Buildable)]
+    saved = [node.__argument_history__ for node in nodes]
+    try:
+        for node in nodes:
+            object.__setattr__(node, "__argument_history__", fdl_history.History())
+        yield
+    finally:
+        for node, history in zip(nodes, saved, strict=True):
+            object.__setattr__(node, "__argument_history__", history)
+
+
+def _name_classes_stably(modules: list[types.ModuleType]) -> None:
+    """Gives the module-level classes pickled by value a tracker id derived from their name.
+
+    cloudpickle tags each class it pickles by value with a random id (so that
+    one process unpickling it twice gets one class). Random ids would make the
+    same task hash differently in every submitting process; an id from the
+    class's module and name keeps the bundle hash stable. This uses cloudpickle
+    internals and does nothing if they change.
+    """
+    internals = cloudpickle.cloudpickle
+    by_class = getattr(internals, "_DYNAMIC_CLASS_TRACKER_BY_CLASS", None)
+    by_id = getattr(internals, "_DYNAMIC_CLASS_TRACKER_BY_ID", None)
+    lock = getattr(internals, "_DYNAMIC_CLASS_TRACKER_LOCK", None)
+    if by_class is None or by_id is None or lock is None:
+        return
+    tops = {m.__name__ for m in modules}
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] not in tops or module is None:
+            continue
+        for obj in list(vars(module).values()):
+            if not isinstance(obj, type) or obj.__module__ != name:
+                continue
+            tracker = hashlib.sha256(f"{name}:{obj.__qualname__}".encode()).hexdigest()[:32]
+            with lock:
+                if by_class.get(obj) is None:
+                    by_class[obj] = tracker
+                    by_id.setdefault(tracker, obj)
 
 
 @contextlib.contextmanager

@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_task(bundle: Any, output: Path | None) -> int:
     rank = int(os.environ.get("RANK", "0"))
+    # Logs are files or pipes, where Python would hold prints back until the job ends.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         task = bundle.load_task()
@@ -125,20 +129,38 @@ def _user_traceback(err: BaseException) -> str:
 
 
 def _run_script(script: Any, script_file: Path) -> None:
-    env = {**os.environ, **script.env_vars}
+    # Python programs the script starts print as they go, unless the script says otherwise.
+    env = {"PYTHONUNBUFFERED": "1", **os.environ, **script.env_vars}
     with tempfile.TemporaryDirectory() as tmp:
         # The script runs from a private copy: a bundle may live on a read-only layer.
         path = Path(tmp) / script.name
         path.write_bytes(script_file.read_bytes())
-        proc = subprocess.Popen(script.command(str(path)), env=env)
+        # Its own process group, so a stop reaches the programs the script started too.
+        proc = subprocess.Popen(script.command(str(path)), env=env, start_new_session=True)
         try:
             returncode = proc.wait()
-        except _Terminated:
-            proc.terminate()
-            proc.wait()
+        except BaseException:  # SIGTERM (a cancel) or Ctrl-C
+            _stop_group(proc)
             raise
     if returncode != 0:
         raise RuntimeError(f"script {script.name} exited with code {returncode}")
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> None:
+    """SIGTERM to the script's process group; SIGKILL to what is left after the grace time."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def _run_torchrun(args: argparse.Namespace, nproc: int) -> int:

@@ -44,20 +44,34 @@ class JobFailed(NemoRunError):
       state: the final :class:`JobState`.
       log_tail: the last lines of the job's logs, for the message.
       traceback: the remote traceback, when the job wrote one.
+      reason: the backend's account of the failure (e.g. a pod's OOMKilled), if any.
     """
 
-    def __init__(self, job_id: str, state: object, log_tail: str = "", traceback: str = ""):
+    def __init__(
+        self,
+        job_id: str,
+        state: object,
+        log_tail: str = "",
+        traceback: str = "",
+        reason: str = "",
+    ):
         self.job_id = job_id
         self.state = state
         self.log_tail = log_tail
         self.traceback = traceback
+        self.reason = reason
         state_name = getattr(state, "name", state)
         message = f"job {job_id} ended {state_name}"
-        if traceback:
-            message += f"\n--- remote traceback ---\n{traceback.rstrip()}"
-        elif log_tail:
+        if reason:
+            message += f": {reason}"
+        # Both: a script's traceback only says "exited with code N", its reason
+        # is in the logs. The traceback once, when the log tail holds it already.
+        if log_tail:
             message += f"\n--- last log lines ---\n{log_tail.rstrip()}"
+        if traceback and traceback.rstrip() not in log_tail:
+            message += f"\n--- remote traceback ---\n{traceback.rstrip()}"
         super().__init__(message)
 
     def __reduce__(self):  # keep picklable with the custom __init__
-        return (type(self), (self.job_id, self.state, self.log_tail, self.traceback))
+        args = (self.job_id, self.state, self.log_tail, self.traceback, self.reason)
+        return (type(self), args)

@@ -15,7 +15,7 @@ from nemo_run_k8s.errors import JobFailed
 from nemo_run_k8s.executors.base import Executor, JobState, backend_class
 from nemo_run_k8s.records import JobRecord, Records
 
-_POLL_START, _POLL_MAX = 0.01, 0.5
+_POLL_START = 0.01
 
 
 class Job:
@@ -82,7 +82,7 @@ class Job:
             if deadline is not None and time.monotonic() >= deadline:
                 return state
             time.sleep(delay)
-            delay = min(delay * 1.3, _POLL_MAX)
+            delay = min(delay * 1.3, self._backend.poll_interval)
 
     def logs(self, follow: bool = False) -> Iterator[str]:
         """The job's log lines; with ``follow``, new lines as they come until the job ends."""
@@ -126,10 +126,13 @@ class Job:
             raise TimeoutError(f"job {self.id} is still {state.value} after {timeout} s")
         if state is JobState.SUCCEEDED:
             return None
-        outcome = self._backend.outcome(self._record.handle) if self._record.handle else None
+        handle = self._record.handle
+        if not handle:  # never launched: the record says why
+            return JobFailed(self.id, state, reason=self._record.message)
+        outcome = self._backend.outcome(handle)
         traceback = outcome[1] if outcome and outcome[0] == "error" else ""
-        message = self._record.message if not self._record.handle else ""
-        return JobFailed(self.id, state, log_tail=message or self.log_tail(), traceback=traceback)
+        reason = self._backend.reason(handle)
+        return JobFailed(self.id, state, self.log_tail(), traceback, reason)
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, name={self.name!r}, executor={self.executor!r})"

@@ -56,3 +56,39 @@ def label_value(text: str) -> str:
     """A valid Kubernetes label value (<= 63 chars, alphanumeric at both ends)."""
     value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:_LABEL_VALUE_MAX]
     return value.strip("-_.")
+
+
+_DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN_RE = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_LABEL_NAME_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+
+
+def is_dns1035_label(text: str) -> bool:
+    """Whether ``text`` is a DNS-1035 label (Service and PyTorchJob names)."""
+    return len(text) <= _DNS1035_MAX and bool(_DNS1035_RE.match(text))
+
+
+def is_dns1123_label(text: str) -> bool:
+    """Whether ``text`` is a DNS-1123 label (namespace names)."""
+    return len(text) <= _DNS1035_MAX and bool(_DNS1123_LABEL_RE.match(text))
+
+
+def is_dns1123_subdomain(text: str) -> bool:
+    """Whether ``text`` is a DNS-1123 subdomain (PVC, Secret, ConfigMap names)."""
+    return len(text) <= 253 and bool(_DNS1123_SUBDOMAIN_RE.match(text))
+
+
+def is_label_key(key: str) -> bool:
+    """Whether ``key`` is a valid label/annotation key: ``[prefix/]name``."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and not is_dns1123_subdomain(prefix):
+        return False
+    return 0 < len(name) <= _LABEL_VALUE_MAX and bool(_LABEL_NAME_RE.match(name))
+
+
+def is_label_value(value: str) -> bool:
+    """Whether ``value`` is a valid label value (may be empty)."""
+    return value == "" or (len(value) <= _LABEL_VALUE_MAX and bool(_LABEL_NAME_RE.match(value)))

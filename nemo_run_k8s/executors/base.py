@@ -56,13 +56,16 @@ class JobSpec:
     """Identity of one job, fixed before anything is launched.
 
     ``job_dir`` is a host directory owned by the job record: backends that can
-    write to the host keep logs and rank 0's outcome there.
+    write to the host keep logs and rank 0's outcome there. ``image``, when set,
+    is a job image that already contains the bundle: image-based backends use it
+    instead of building one (an experiment builds one image for all its jobs).
     """
 
     job_id: str
     name: str
     job_dir: Path
     experiment: str | None = None
+    image: str | None = None  # a job image already holding this bundle (experiments share one)
 
 
 @dataclasses.dataclass
@@ -118,6 +121,9 @@ class Executor(abc.ABC):
     """Where and how a job runs. One subclass (and one module) per backend."""
 
     kind: ClassVar[str]
+    #: The longest pause between two state reads while waiting for a job; a
+    #: backend whose state is cheap to read (a local file) polls more often.
+    poll_interval: ClassVar[float] = 0.5
 
     @abc.abstractmethod
     def resources(self) -> Resources:
@@ -155,6 +161,11 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def cancel(cls, handle: Handle) -> None:
         """Stops the job and removes what it holds (containers, pods, networks)."""
+
+    @classmethod
+    def reason(cls, handle: Handle) -> str:
+        """Why the job failed or is stuck, in words, when the backend knows ('' otherwise)."""
+        return ""
 
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:

@@ -46,6 +46,7 @@ class LocalExecutor(Executor):
     workdir: str | None = None
 
     kind = "local"
+    poll_interval = 0.05  # state is a file and /proc: waiting adds at most 50 ms
 
     def __post_init__(self) -> None:
         if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:

@@ -39,9 +39,9 @@ EXPECTED_RULES = [
     {
         "apiGroups": ["kubeflow.org"],
         "resources": ["pytorchjobs"],
-        "verbs": ["create", "get", "list", "watch", "delete"],
+        "verbs": ["create", "get", "list", "delete"],
     },
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
 ]
@@ -297,12 +297,12 @@ def test_notes_show_executor_settings_for_full_values(helm: Helm) -> None:
         'namespace="team-a",',
         'service_account="team-a-jobs",',
         'image_pull_secrets=["regcred", "mirror-cred"],',
-        'volumes=[{"claim": "team-a-results", "mount_path": "/results"}],',
+        'volumes=[run.PVCVolume("team-a-results", "/results")],',
         'priority_class="team-a-training",',
         'queue="team-a",',
         "kubectl get crd pytorchjobs.kubeflow.org",
         "kubectl get clusterqueue gpu-cluster-queue",
-        "pytorchjobs (kubeflow.org): create, get, list, watch, delete",
+        "pytorchjobs (kubeflow.org): create, get, list, delete",
         "pods/log (core): get",
         "Group ml-researchers",
     ]:

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command. On a fresh machine it sets up everything first:
+#   .venv with the package and test tools; as root (or wherever Docker already answers): the
+#   Docker engine, the local base images and a loopback registry; helm and kubectl in .tools/bin.
+# Then it runs pytest; extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit -x`).
+# Without Docker (not root, no engine) the Docker tests skip, except under CI=true, where a
+# missing engine fails the run instead of hiding the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-venv.sh
+if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then
+    bash .ci/setup-docker.sh
+    bash .ci/setup-base-image.sh
+    bash images/build.sh cpu
+    bash .ci/setup-registry.sh
+fi
+bash .ci/setup-helm.sh
+export PATH="$PWD/.tools/bin:$PATH"
+exec .venv/bin/python -m pytest "$@"
