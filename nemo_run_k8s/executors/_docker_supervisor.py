@@ -37,6 +37,7 @@ CANCEL_FILE = "cancel-requested"
 STOP_GRACE_SECONDS = 10
 _LOG_JOIN_SECONDS = 10.0
 _SPEC_WAIT_SECONDS = 120.0
+_STOPPED_CODES = (143, 137)  # SIGTERM, SIGKILL: how a stopped node ends
 
 
 # ---------------------------------------------------------------------- log lines
@@ -119,14 +120,24 @@ def remove_all(api: Any, spec: dict[str, Any]) -> None:
             time.sleep(0.05)
 
 
-def final_state(job_dir: Path, codes: dict[int, int | None]) -> tuple[str, str]:
-    """``(state, reason)`` from each node's exit code (None: the container was lost)."""
+def final_state(
+    job_dir: Path, codes: dict[int, int | None], first_failed: int | None = None
+) -> tuple[str, str]:
+    """``(state, reason)`` from each node's exit code (None: the container was lost).
+
+    ``first_failed`` is the node that failed first, when known; otherwise a node
+    that ended by a stop signal (143, 137) is taken for a consequence, not the cause.
+    """
     if codes and all(code == 0 for code in codes.values()):
         return "SUCCEEDED", ""
     if (job_dir / CANCEL_FILE).exists():
         return "CANCELLED", "cancelled"
-    failed = [(n, c) for n, c in sorted(codes.items()) if c != 0]
-    node, code = failed[0] if failed else (0, None)
+    failed = sorted(
+        (n for n, c in codes.items() if c != 0),
+        key=lambda n: (n != first_failed, codes[n] in _STOPPED_CODES, n),
+    )
+    node = failed[0] if failed else 0
+    code = codes.get(node)
     if code is None:
         return "FAILED", f"the container of node {node} disappeared"
     return "FAILED", f"node {node} exited with code {code}"
@@ -145,9 +156,15 @@ def write_exit(job_dir: Path, state: str, reason: str, codes: dict[int, int | No
         tmp.unlink()
 
 
-def finish(api: Any, job_dir: Path, spec: dict[str, Any], codes: dict[int, int | None]) -> None:
+def finish(
+    api: Any,
+    job_dir: Path,
+    spec: dict[str, Any],
+    codes: dict[int, int | None],
+    first_failed: int | None = None,
+) -> None:
     """Removes everything the job holds, then records how it ended."""
-    state, reason = final_state(job_dir, codes)
+    state, reason = final_state(job_dir, codes, first_failed)
     remove_all(api, spec)
     write_exit(job_dir, state, reason, codes)
 
@@ -188,18 +205,18 @@ def supervise(api: Any, job_dir: Path, spec: dict[str, Any]) -> None:
     for thread in [*pumps, *waiters]:
         thread.start()
     codes: dict[int, int | None] = {}
-    stopping = False
+    first_failed = None
     while len(codes) < len(nodes):
         node, code = exits.get()
         codes[node] = code
-        if code != 0 and not stopping:
-            stopping = True  # one node failed (or was stopped): the job is over for all
+        if code != 0 and first_failed is None:
+            first_failed = node  # one node failed (or was stopped): the job is over for all
             others = [n["id"] for n in nodes if n["node"] not in codes]
             threading.Thread(target=stop_all, args=(api, others), daemon=True).start()
     deadline = time.monotonic() + _LOG_JOIN_SECONDS
     for pump in pumps:
         pump.join(max(0.0, deadline - time.monotonic()))
-    finish(api, job_dir, spec, codes)
+    finish(api, job_dir, spec, codes, first_failed)
 
 
 def _in_parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:

@@ -52,7 +52,7 @@ _SUPERVISOR = str(Path(sup.__file__).resolve())
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _RESERVED_ENV = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PYTHONUNBUFFERED"}
 _RESERVED_PREFIXES = ("PET_", "NEMO_RUN_K8S_", "TORCHELASTIC_")
-_SHM_SIZE = re.compile(r"^[0-9]+[bkmg]?$")
+_SHM_SIZE = re.compile(r"^([0-9]+)\s*([bkmgBKMG]?)(?:i|iB|B)?$")  # 8g, 8G, 8Gi, 8GB
 _CANCEL_WAIT_SECONDS = 30.0
 
 
@@ -114,6 +114,7 @@ class DockerExecutor(Executor):
     master_port: int = 29500
 
     kind = "docker"
+    poll_interval = 0.1  # a file read, and one Docker query while the job runs
 
     def __post_init__(self) -> None:
         _check_int("num_nodes", self.num_nodes, 1)
@@ -125,9 +126,12 @@ class DockerExecutor(Executor):
             raise _invalid("master_port", f"{self.master_port} is not a port (1-65535)")
         if not isinstance(self.base_image, str) or not self.base_image.strip():
             raise _invalid("base_image", "give an image name, e.g. 'nemo-run-k8s/cpu:local'")
-        self.shm_size = str(self.shm_size).lower()
-        if not _SHM_SIZE.match(self.shm_size):
-            raise _invalid("shm_size", f"{self.shm_size!r} is not a size like '8g' or '512m'")
+        size = _SHM_SIZE.match(str(self.shm_size))
+        if size is None:
+            raise _invalid(
+                "shm_size", f"{self.shm_size!r} is not a size like '8g', '8Gi' or '512m'"
+            )
+        self.shm_size = size.group(1) + (size.group(2) or "").lower()
         self.env_vars = _checked_env("env_vars", self.env_vars)
         self.secret_env_vars = _checked_env("secret_env_vars", self.secret_env_vars)
         both = sorted(set(self.env_vars) & set(self.secret_env_vars))
@@ -213,7 +217,7 @@ class DockerExecutor(Executor):
 
         from nemo_run_k8s.image import ImageBuilder, ImageSpec
 
-        builder = ImageBuilder()
+        builder = ImageBuilder()  # also checks that the engine answers
         api = builder.client.api
         for sub in ("output", "logs"):
             (job.job_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -224,7 +228,11 @@ class DockerExecutor(Executor):
         try:
             network = pool.submit(_create_network, api, network_doc)
             try:
-                image = builder.build([bundle], ImageSpec(self.base_image, self.code_dir))
+                if job.image:  # an experiment's shared image, already holding this bundle
+                    image_ref, env_ref = job.image, None
+                else:
+                    image = builder.build([bundle], ImageSpec(self.base_image, self.code_dir))
+                    image_ref, env_ref = image.ref, image.env_ref
             finally:
                 spec["network_id"] = network.result()
             supervisor = _spawn_supervisor(job.job_dir)
@@ -233,7 +241,7 @@ class DockerExecutor(Executor):
                 _create_container,
                 [api] * len(containers),
                 containers,
-                [image.ref] * len(containers),
+                [image_ref] * len(containers),
                 env,
             )
             spec["nodes"] = [
@@ -256,8 +264,8 @@ class DockerExecutor(Executor):
             "output_dir": str(job.job_dir / "output"),
             "network": network_doc["name"],
             "containers": [doc["name"] for doc in containers],
-            "image": image.ref,
-            "env_image": image.env_ref,
+            "image": image_ref,
+            "env_image": env_ref,
             "supervisor": supervisor,
             "log_files": [str(sup.log_file(job.job_dir, d["node"])) for d in containers],
         }
@@ -273,6 +281,11 @@ class DockerExecutor(Executor):
         if _alive(handle["supervisor"]):
             return _live_state(handle)
         return _finish_unsupervised(handle)
+
+    @classmethod
+    def reason(cls, handle: Handle) -> str:
+        final = _read_exit(Path(handle["job_dir"]))
+        return str(final.get("reason", "")) if final else ""
 
     @classmethod
     def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:

@@ -88,3 +88,34 @@ class ImageLedger:
             if image.id not in self.before:
                 with contextlib.suppress(docker.errors.APIError):
                     self.client.images.remove(ref)
+
+
+def build_test_base(client: Any, name: str, dockerfile: str, files: dict[str, Path]) -> str:
+    """Builds a small base image for one test, tagged by a hash of its recipe and files."""
+    import hashlib
+    import io
+    import tarfile
+
+    digest = hashlib.sha256(dockerfile.encode())
+    for arcname, path in sorted(files.items()):
+        digest.update(arcname.encode() + b"\0" + path.read_bytes())
+    ref = f"nemo-run-k8s-test/{name}:{digest.hexdigest()[:16]}"
+    try:
+        client.images.get(ref)
+        return ref
+    except Exception:
+        pass
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for arcname, path in files.items():
+            tar.add(str(path), arcname=arcname)
+    buf.seek(0)
+    client.images.build(
+        fileobj=buf, custom_context=True, tag=ref, rm=True, forcerm=True,
+        labels={"app.kubernetes.io/managed-by": "nemo-run-k8s", "nemo-run-k8s.io/test": name},
+    )  # fmt: skip
+    return ref

@@ -133,6 +133,8 @@ def test_failing_node_fails_the_job_and_stops_the_others(
     assert "[node0 rank0] nemo_run_k8s: stopped by SIGTERM" in lines  # node 0 was stopped
     error = job.exception()
     assert isinstance(error, JobFailed) and error.state is JobState.FAILED
+    assert error.reason == "node 1 exited with code 1"  # the cause, not node 0's stop
+    assert "node 1 breaks on purpose" in str(error)
     assert leftovers(docker_client, job.id) == []
 
 
