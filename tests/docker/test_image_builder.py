@@ -158,8 +158,9 @@ def test_a_failing_recipe_step_shows_the_step_and_its_output(
     with pytest.raises(ImageBuildError) as caught:
         run.build_image(run.Partial(scale, x=1), run.DockerExecutor(base_image=broken))
     message = str(caught.value)
-    assert "failed at Step 3/" in message and "RUN set -eu;" in message
-    assert "No module named venv" in message  # the step's own output
+    assert "failed at Step " in message and ": RUN set -eu;" in message
+    assert "\n/usr/bin/python3: No module named venv\n" in message  # the step's own output
+    assert "\x1b[" not in message  # without the builder's colour codes
     assert "returned a non-zero code" in message
 
 
