@@ -251,7 +251,9 @@ class DockerExecutor(Executor):
             _start_all(api, [n["id"] for n in spec["nodes"]])
             _atomic_json(job.job_dir / sup.SPEC_FILE, spec)  # the supervisor's go
         except BaseException:
-            # Ctrl-C or a refusal mid-launch: take down what exists, so nothing is left behind.
+            # Ctrl-C or a refusal mid-launch: take down what exists, so nothing is left behind
+            # (after the pool's calls in flight have returned, so none creates more later).
+            pool.shutdown(wait=True, cancel_futures=True)
             if supervisor is not None:
                 _CHILDREN[supervisor["pid"]].kill()
             _remove_partial(api, job.job_id, spec)

@@ -238,3 +238,23 @@ def test_unknown_base_image_is_refused_before_anything_is_created(
     with pytest.raises(InvalidOptionError, match="is not present locally and cannot be pulled"):
         run.submit(run.Partial(show_env), executor, name=name)
     assert by_job_name(docker_client, name) == []
+
+
+def test_an_experiment_shares_one_image_between_its_docker_jobs(
+    base_image: str, docker_client: Any
+) -> None:
+    exp = run.Experiment("shared-image", run.DockerExecutor(base_image=base_image))
+    exp.add(run.Partial(show_env, steps=1), name="first")
+    exp.add(run.Partial(show_env, steps=2), name="second")
+    jobs = exp.launch()
+    assert set(exp.wait(timeout=120).values()) == {JobState.SUCCEEDED}
+    images = {job.record.handle["image"] for job in jobs.values()}
+    assert len(images) == 1  # one image holds both bundles
+    bundles = docker_client.images.get(images.pop()).labels["nemo-run-k8s.io/bundles"]
+    assert len(bundles.split(",")) == 2
+    assert [line for line in exp.logs("second") if "step" in line] == [
+        "[node0 rank0] step 0",
+        "[node0 rank0] step 1",
+    ]
+    for job in jobs.values():
+        assert leftovers(docker_client, job.id) == []
