@@ -18,16 +18,16 @@ a final state means nothing is left running or lying around, and the logs and
 rank 0's result (``<job dir>/output``, bind-mounted into node 0) stay on the
 host. Should the supervisor die, the next ``state()`` call reads the
 containers from Docker and finishes the job itself.
+
+The pure half (option checks, per-node environment, container specs, the GPU
+refusal) lives in :mod:`nemo_run_k8s.docker_spec`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -36,50 +36,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
+from nemo_run_k8s import docker_spec as ds
+from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors import _docker_supervisor as sup
 from nemo_run_k8s.executors.base import Executor, Handle, JobSpec, JobState, Plan, Resources
 from nemo_run_k8s.executors.local import _CHILDREN, _alive, _start_time, follow_files
-from nemo_run_k8s.labels import JOB_ID_LABEL, LABEL_PREFIX, job_labels
-from nemo_run_k8s.script import _check_env
+from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
 
-IMAGE_PLACEHOLDER = "nemo-run-k8s/job:<computed at build>"
-ENV_IMAGE_PLACEHOLDER = "nemo-run-k8s/env:<computed at build>"
-OUTPUT_MOUNT = "/nemo_run_k8s/output"
-NODE_LABEL = f"{LABEL_PREFIX}/node-rank"
-SECRET_MASK = "<secret: set at run time>"
 _SUPERVISOR = str(Path(sup.__file__).resolve())
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-_RESERVED_ENV = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PYTHONUNBUFFERED"}
-_RESERVED_PREFIXES = ("PET_", "NEMO_RUN_K8S_", "TORCHELASTIC_")
-_SHM_SIZE = re.compile(r"^([0-9]+)\s*([bkmgBKMG]?)(?:i|iB|B)?$")  # 8g, 8G, 8Gi, 8GB
 _CANCEL_WAIT_SECONDS = 30.0
 
 
-def _reject_unknown_options(cls: type) -> type:
-    """Turns a misspelt option into an InvalidOptionError that lists the right ones."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    init = cls.__dict__["__init__"]
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - set(names))
-        if unknown:
-            hints = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, names, n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise InvalidOptionError(
-                f"{cls.__name__} has no option {', '.join(hints)}; its options are: "
-                + ", ".join(names)
-            )
-        init(self, *args, **kwargs)
-
-    setattr(cls, "__init__", __init__)  # noqa: B010
-    return cls
-
-
-@_reject_unknown_options
+@ds.reject_unknown_options
 @dataclasses.dataclass
 class DockerExecutor(Executor):
     """Runs the job in local Docker containers, one per node.
@@ -117,27 +86,22 @@ class DockerExecutor(Executor):
     poll_interval = 0.1  # a file read, and one Docker query while the job runs
 
     def __post_init__(self) -> None:
-        _check_int("num_nodes", self.num_nodes, 1)
-        _check_int("gpus_per_node", self.gpus_per_node, 0)
+        ds.check_int("num_nodes", self.num_nodes, 1)
+        ds.check_int("gpus_per_node", self.gpus_per_node, 0)
         if self.nproc_per_node is not None:
-            _check_int("nproc_per_node", self.nproc_per_node, 1)
-        _check_int("master_port", self.master_port, 1)
+            ds.check_int("nproc_per_node", self.nproc_per_node, 1)
+        ds.check_int("master_port", self.master_port, 1)
         if self.master_port > 65535:
-            raise _invalid("master_port", f"{self.master_port} is not a port (1-65535)")
+            raise ds.invalid("master_port", f"{self.master_port} is not a port (1-65535)")
         if not isinstance(self.base_image, str) or not self.base_image.strip():
-            raise _invalid("base_image", "give an image name, e.g. 'nemo-run-k8s/cpu:local'")
-        size = _SHM_SIZE.match(str(self.shm_size))
-        if size is None:
-            raise _invalid(
-                "shm_size", f"{self.shm_size!r} is not a size like '8g', '8Gi' or '512m'"
-            )
-        self.shm_size = size.group(1) + (size.group(2) or "").lower()
-        self.env_vars = _checked_env("env_vars", self.env_vars)
-        self.secret_env_vars = _checked_env("secret_env_vars", self.secret_env_vars)
+            raise ds.invalid("base_image", "give an image name, e.g. 'nemo-run-k8s/cpu:local'")
+        self.shm_size = ds.checked_shm_size(self.shm_size)
+        self.env_vars = ds.checked_env("env_vars", self.env_vars)
+        self.secret_env_vars = ds.checked_env("secret_env_vars", self.secret_env_vars)
         both = sorted(set(self.env_vars) & set(self.secret_env_vars))
         if both:
-            raise _invalid("secret_env_vars", f"{both} also appear in env_vars; set each once")
-        self.volumes = [_checked_volume(v) for v in self.volumes or []]
+            raise ds.invalid("secret_env_vars", f"{both} also appear in env_vars; set each once")
+        self.volumes = [ds.checked_volume(v) for v in self.volumes or []]
         if self.code_dir is not None:
             self.code_dir = os.path.abspath(os.fspath(self.code_dir))
 
@@ -155,7 +119,7 @@ class DockerExecutor(Executor):
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "secret_env_vars" and value:
-                value = {k: SECRET_MASK for k in value}
+                value = {k: ds.SECRET_MASK for k in value}
             fields.append(f"{f.name}={value!r}")
         return f"DockerExecutor({', '.join(fields)})"
 
@@ -167,27 +131,27 @@ class DockerExecutor(Executor):
 
         client = docker_client()
         if self.gpus_per_node:
-            check_gpus(client.info(), self.num_nodes, self.gpus_per_node, _host_gpu_count())
+            ds.check_gpus(client.info(), self.num_nodes, self.gpus_per_node, _host_gpu_count())
         _check_base_image(client, self.base_image)
         for volume in self.volumes or []:
             host = volume.split(":", 1)[0]
             if not os.path.exists(host):
-                raise _invalid("volumes", f"{host} does not exist on this host ({volume!r})")
+                raise ds.invalid("volumes", f"{host} does not exist on this host ({volume!r})")
         if self.code_dir is not None and not os.path.isdir(self.code_dir):
-            raise _invalid("code_dir", f"{self.code_dir} is not a directory")
+            raise ds.invalid("code_dir", f"{self.code_dir} is not a directory")
 
     # ------------------------------------------------------------------ plan / launch
 
     def plan(self, bundle: Any, job: JobSpec) -> Plan:
         from nemo_run_k8s.image import env_recipe, job_layer_recipe
 
-        network = network_name(job.job_id)
+        network = ds.network_name(job.job_id)
         labels = job_labels(job.job_id, job.name, job.experiment)
         documents: list[dict[str, Any]] = [
             {"kind": "network", "name": network, "driver": "bridge", "labels": labels}
         ]
         documents += [
-            container_spec(self, bundle.image_path, job, node, network)
+            ds.container_spec(self, bundle.image_path, job, node, network)
             for node in range(self.num_nodes)
         ]
         return Plan(
@@ -200,9 +164,9 @@ class DockerExecutor(Executor):
             details={
                 "base image": self.base_image,
                 "code_dir": self.code_dir or "(none)",
-                "job image": f"{IMAGE_PLACEHOLDER} (environment image + bundle layer)",
+                "job image": f"{ds.IMAGE_PLACEHOLDER} (environment image + bundle layer)",
                 "environment image recipe": env_recipe(),
-                "job layer recipe": job_layer_recipe(ENV_IMAGE_PLACEHOLDER),
+                "job layer recipe": job_layer_recipe(ds.ENV_IMAGE_PLACEHOLDER),
             },
         )
 
@@ -316,128 +280,6 @@ class DockerExecutor(Executor):
             sup.write_exit(job_dir, "CANCELLED", "cancelled", {})
 
 
-# ---------------------------------------------------------------------- pure builders
-
-
-def network_name(job_id: str) -> str:
-    return f"{job_id}-net"
-
-
-def container_name(job_id: str, node: int) -> str:
-    return f"{job_id}-node-{node}"
-
-
-def node_env(node: int, master: str, port: int, num_nodes: int, nproc: int) -> dict[str, str]:
-    """The environment the Kubeflow operator sets on PyTorchJob pods, for ``node``."""
-    env = {
-        "MASTER_ADDR": master,
-        "MASTER_PORT": str(port),
-        "WORLD_SIZE": str(num_nodes * nproc),
-        "RANK": str(node),
-        "PET_MASTER_ADDR": master,
-        "PET_MASTER_PORT": str(port),
-        "PET_NNODES": str(num_nodes),
-        "PET_NODE_RANK": str(node),
-        "PET_NPROC_PER_NODE": str(nproc),
-        "PYTHONUNBUFFERED": "1",
-    }
-    if nproc > 1:  # torchrun prefixes every worker line with its node and global rank
-        env["PET_TEE"] = "3"
-        env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = f"[node{node} rank${{rank}}] "
-    return env
-
-
-def container_spec(
-    executor: DockerExecutor, bundle_path: str, job: JobSpec, node: int, network: str
-) -> dict[str, Any]:
-    """What ``docker run`` gets for one node (the image is filled in at launch)."""
-    name = container_name(job.job_id, node)
-    master = container_name(job.job_id, 0)
-    env = node_env(node, master, executor.master_port, executor.num_nodes, executor.nproc)
-    env.update(executor.env_vars or {})
-    env.update({key: SECRET_MASK for key in executor.secret_env_vars or {}})
-    command = [bundle_path]
-    mounts: list[dict[str, Any]] = []
-    if node == 0:  # rank 0 writes the outcome; the host reads it for job.result()
-        command += ["--output", OUTPUT_MOUNT]
-        mounts.append({"source": str(job.job_dir / "output"), "target": OUTPUT_MOUNT})
-    for volume in executor.volumes or []:
-        host, target, *mode = volume.split(":")
-        mounts.append({"source": host, "target": target, "read_only": mode == ["ro"]})
-    spec: dict[str, Any] = {
-        "kind": "container",
-        "node": node,
-        "name": name,
-        "image": IMAGE_PLACEHOLDER,
-        "command": command,
-        "hostname": name,
-        "network": network,
-        "labels": {**job_labels(job.job_id, job.name, job.experiment), NODE_LABEL: str(node)},
-        "env": env,
-        "mounts": mounts,
-        "shm_size": executor.shm_size,
-    }
-    if os.getuid() != 0:  # files written to the host stay the submitting user's
-        spec["user"] = f"{os.getuid()}:{os.getgid()}"
-        env.setdefault("HOME", "/tmp")
-    if executor.gpus_per_node:
-        first = node * executor.gpus_per_node
-        ids = [str(i) for i in range(first, first + executor.gpus_per_node)]
-        spec["gpus"] = {"driver": "nvidia", "device_ids": ids}
-    return spec
-
-
-def check_gpus(info: dict[str, Any], num_nodes: int, per_node: int, host_gpus: int | None) -> None:
-    """Refuses a GPU request the engine cannot meet (Docker would fail only at start)."""
-    asked = f"DockerExecutor(num_nodes={num_nodes}, gpus_per_node={per_node})"
-    runtimes = sorted(info.get("Runtimes") or {})
-    if "nvidia" not in runtimes and shutil.which("nvidia-container-runtime-hook") is None:
-        raise InvalidOptionError(
-            f"{asked} asks for GPUs, but this Docker engine has no NVIDIA runtime (its "
-            f"runtimes: {', '.join(runtimes) or 'none'}). Install the NVIDIA Container Toolkit "
-            "and restart dockerd, or use gpus_per_node=0 to run on CPUs. Nothing was created."
-        )
-    needed = num_nodes * per_node
-    if host_gpus is not None and needed > host_gpus:
-        raise InvalidOptionError(
-            f"{asked} asks for {needed} GPUs, but this host has {host_gpus} (nvidia-smi -L). "
-            "Lower num_nodes or gpus_per_node. Nothing was created."
-        )
-
-
-# ---------------------------------------------------------------------- option checks
-
-
-def _invalid(option: str, problem: str) -> InvalidOptionError:
-    return InvalidOptionError(f"DockerExecutor option {option}: {problem}")
-
-
-def _check_int(option: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _invalid(option, f"expected an integer >= {minimum}, got {value!r}")
-
-
-def _checked_env(option: str, env: Any) -> dict[str, str]:
-    try:
-        checked = _check_env(env or {})
-    except ValueError as err:
-        raise _invalid(option, str(err)) from None
-    for key in checked:
-        if key in _RESERVED_ENV or key.startswith(_RESERVED_PREFIXES):
-            raise _invalid(option, f"{key} is set by the executor for every node; remove it")
-    return checked
-
-
-def _checked_volume(volume: Any) -> str:
-    parts = volume.split(":") if isinstance(volume, str) else []
-    if len(parts) not in (2, 3) or not all(parts[:2]) or parts[2:] not in ([], ["ro"], ["rw"]):
-        raise _invalid("volumes", f"{volume!r} is not 'HOST_PATH:CONTAINER_PATH[:ro|rw]'")
-    host, target = parts[0], parts[1]
-    if not target.startswith("/"):
-        raise _invalid("volumes", f"the container path in {volume!r} must be absolute")
-    return ":".join([os.path.abspath(os.path.expanduser(host)), target, *parts[2:]])
-
-
 def _host_gpu_count() -> int | None:
     """GPUs on this host per ``nvidia-smi -L``, or None when it cannot say."""
     if shutil.which("nvidia-smi") is None:
@@ -462,7 +304,7 @@ def _check_base_image(client: Any, ref: str) -> None:
     try:
         client.images.get_registry_data(ref)
     except docker.errors.APIError as err:
-        raise _invalid(
+        raise ds.invalid(
             "base_image",
             f"{ref!r} is not present locally and cannot be pulled ({err.explanation}). Build "
             "or load it first (images/build.sh cpu builds nemo-run-k8s/cpu:local), or pass "

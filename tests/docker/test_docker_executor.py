@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import nemo_run_k8s as run
+from nemo_run_k8s import docker_spec
 from nemo_run_k8s.errors import InvalidOptionError, JobFailed
 from nemo_run_k8s.executors import docker_executor
 from nemo_run_k8s.executors.base import JobState
@@ -106,7 +107,7 @@ def test_env_contract_and_followed_logs(base_image: str, docker_client: Any) -> 
     job = run.submit(run.Partial(show_env, steps=3), executor, name="env-contract")
     followed = list(job.logs(follow=True))  # streams every node until the job ends
     assert job.state() is JobState.SUCCEEDED
-    master = docker_executor.container_name(job.id, 0)
+    master = docker_spec.container_name(job.id, 0)
     for node in (0, 1):
         assert [line for line in followed if f"[node{node} rank{node}] step" in line] == [
             f"[node{node} rank{node}] step {i}" for i in range(3)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import nemo_run_k8s as run
+from nemo_run_k8s import docker_spec as ds
 from nemo_run_k8s.errors import InvalidOptionError
 from nemo_run_k8s.executors import _docker_supervisor as sup
 from nemo_run_k8s.executors import docker_executor as de
@@ -124,7 +125,7 @@ def test_dry_run_shows_network_containers_env_and_recipes() -> None:
 
 
 def test_torchrun_nodes_prefix_worker_lines_with_node_and_global_rank() -> None:
-    env = de.node_env(1, "m", 29500, num_nodes=2, nproc=2)
+    env = ds.node_env(1, "m", 29500, num_nodes=2, nproc=2)
     assert env["WORLD_SIZE"] == "4" and env["RANK"] == "1"
     assert env["PET_TEE"] == "3"
     assert env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] == "[node1 rank${rank}] "
@@ -139,7 +140,7 @@ def test_gpus_are_split_between_nodes() -> None:
 def test_secret_values_are_masked_in_the_plan_and_repr() -> None:
     executor = de.DockerExecutor(secret_env_vars={"API_TOKEN": SECRET})
     p = plan(executor)
-    assert p.documents[1]["env"]["API_TOKEN"] == de.SECRET_MASK
+    assert p.documents[1]["env"]["API_TOKEN"] == ds.SECRET_MASK
     assert SECRET not in str(p) and SECRET not in repr(p.documents)
     assert SECRET not in repr(executor) and "API_TOKEN" in repr(executor)
 
@@ -150,9 +151,9 @@ def test_the_dry_run_needs_no_docker_package(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_gpu_refusal_without_an_nvidia_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(de.shutil, "which", lambda name: None)
+    monkeypatch.setattr(ds.shutil, "which", lambda name: None)
     with pytest.raises(InvalidOptionError) as caught:
-        de.check_gpus({"Runtimes": {"runc": {}}}, 2, 1, host_gpus=None)
+        ds.check_gpus({"Runtimes": {"runc": {}}}, 2, 1, host_gpus=None)
     message = str(caught.value)
     assert "no NVIDIA runtime (its runtimes: runc)" in message
     assert "DockerExecutor(num_nodes=2, gpus_per_node=1)" in message
@@ -161,9 +162,9 @@ def test_gpu_refusal_without_an_nvidia_runtime(monkeypatch: pytest.MonkeyPatch) 
 
 def test_gpu_refusal_when_the_host_has_too_few() -> None:
     info = {"Runtimes": {"runc": {}, "nvidia": {}}}
-    de.check_gpus(info, 2, 4, host_gpus=8)  # fits
+    ds.check_gpus(info, 2, 4, host_gpus=8)  # fits
     with pytest.raises(InvalidOptionError, match="asks for 12 GPUs, but this host has 8"):
-        de.check_gpus(info, 3, 4, host_gpus=8)
+        ds.check_gpus(info, 3, 4, host_gpus=8)
 
 
 def test_log_lines_are_prefixed_with_node_and_rank() -> None:
