@@ -112,6 +112,9 @@ def container_spec(
         "env": env,
         "mounts": mounts,
         "shm_size": executor.shm_size,
+        # docker-init as PID 1 passes a stop's SIGTERM on: a process that is PID 1 itself
+        # ignores it until it has installed a handler, and the stop then waits its whole grace.
+        "init": True,
     }
     if os.getuid() != 0:  # files written to the host stay the submitting user's
         spec["user"] = f"{os.getuid()}:{os.getgid()}"

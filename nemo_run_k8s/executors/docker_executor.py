@@ -358,7 +358,10 @@ def _create_container(api: Any, doc: dict[str, Any], image: str, env: dict[str, 
             )
         )
     host_config = api.create_host_config(
-        mounts=mounts, shm_size=doc["shm_size"], device_requests=devices or None
+        mounts=mounts,
+        shm_size=doc["shm_size"],
+        device_requests=devices or None,
+        init=doc["init"],
     )
     endpoint = api.create_endpoint_config(aliases=[doc["name"]])
     try:

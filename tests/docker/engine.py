@@ -86,8 +86,18 @@ class ImageLedger:
             except docker.errors.ImageNotFound:
                 continue
             if image.id not in self.before:
+                self._remove_children(image.id)  # e.g. layers a failed build kept as cache
                 with contextlib.suppress(docker.errors.APIError):
                     self.client.images.remove(ref)
+
+    def _remove_children(self, image_id: str) -> None:
+        import docker.errors
+
+        for child in self.client.api.images(all=True):
+            if child.get("ParentId") == image_id and child["Id"] not in self.before:
+                self._remove_children(child["Id"])
+                with contextlib.suppress(docker.errors.APIError):
+                    self.client.api.remove_image(child["Id"])
 
 
 def build_test_base(client: Any, name: str, dockerfile: str, files: dict[str, Path]) -> str:

@@ -149,7 +149,7 @@ def test_cancel_mid_run_and_reattach_from_another_process(
     assert in_fresh_process(probe).strip() == "RUNNING"
     started = time.monotonic()
     job.cancel()
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 8  # the nodes took the SIGTERM (the grace is 10 s)
     assert job.state() is JobState.CANCELLED
     assert leftovers(docker_client, job.id) == []
     assert in_fresh_process(probe).strip() == "CANCELLED"
@@ -192,7 +192,10 @@ def test_ctrl_c_in_run_cancels_the_job(base_image: str, docker_client: Any) -> N
         else:
             raise AssertionError("the job never ran")
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        interrupted = time.monotonic()
         _, stderr = proc.communicate(timeout=60)
+        # Well under the 10 s stop grace: the nodes took the SIGTERM, even one still starting.
+        assert time.monotonic() - interrupted < 8
     finally:
         proc.kill()
     assert b"KeyboardInterrupt" in stderr
