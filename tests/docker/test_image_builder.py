@@ -232,7 +232,11 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("host", ["nrk-no-such-host.invalid", f"127.0.0.1:{closed_port()}"])
+@pytest.mark.parametrize(
+    "host",
+    ["nrk-no-such-host.invalid", f"127.0.0.1:{closed_port()}"],  # .invalid never resolves
+    ids=["unknown-host", "connection-refused"],
+)
 def test_push_errors_say_which_registry_cannot_be_reached(
     host: str, base_image: str, made_images: Any
 ) -> None:
