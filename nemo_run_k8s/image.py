@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import sys
 import tarfile
 import time
@@ -374,7 +375,8 @@ class ImageBuilder:
         for chunk in stream:
             if "error" in chunk or "errorDetail" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error", "")
-                output = "".join(step_output[-40:]).rstrip()
+                # The classic builder colours a step's stderr: keep the text, drop the codes.
+                output = re.sub(r"\x1b\[[0-9;]*m", "", "".join(step_output[-40:])).rstrip()
                 raise ImageBuildError(
                     f"building {tag} failed at {step.strip() or 'the first step'}\n"
                     f"{detail.strip()}\n--- step output ---\n{output}"

@@ -1,0 +1,190 @@
+"""How long a trivial 2-node DockerExecutor job takes end to end, and where the time goes.
+
+    PYTHONPATH=. python bench/bench_docker.py [-n 10] [--base-image IMAGE]
+
+One untimed run first builds (or finds) the job image; then each sample, in
+this one process, calls ``run.submit(run.Partial(add, a=1),
+run.DockerExecutor(num_nodes=2))`` and waits for ``job.result()``: bundle,
+image lookup, network, two containers, the task on both nodes, and the
+supervisor removing containers and network (a final state means nothing is
+left). The image is present, as the target assumes. A second row times the
+same from a fresh ``python -c`` process (adds interpreter start and imports).
+
+Target: median <= 1.2 s. Quoted, not measured (they are not installed here):
+TorchX local_docker with 2 replicas 2.4-2.9 s, NeMo-Run's single-node docker
+executor 5.2 s. Needs a running Docker engine; records go to a temporary
+NEMO_RUN_K8S_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 1.2
+REPORTED = {
+    "TorchX local_docker, 2 replicas": "2.4-2.9",
+    "NeMo-Run docker, 1 node": "5.2",
+}
+
+
+def add(a: int, b: int = 1) -> int:
+    return a + b
+
+
+FRESH_PROCESS = """
+import sys
+import nemo_run_k8s as run
+from bench.bench_docker import add
+job = run.submit(run.Partial(add, a=1), run.DockerExecutor(num_nodes=2, base_image=sys.argv[1]))
+assert job.result() == 2
+"""
+
+
+def timed(marks: dict[str, float], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            marks[name] = marks.get(name, 0.0) + time.perf_counter() - start
+
+    return wrapper
+
+
+def one_job(base_image: str, marks: dict[str, float]) -> float:
+    import nemo_run_k8s as run
+
+    start, epoch = time.perf_counter(), time.time()
+    job = run.submit(run.Partial(add, a=1), run.DockerExecutor(num_nodes=2, base_image=base_image))
+    submitted = time.perf_counter()
+    assert job.result() == 2, job.log_tail()
+    end = time.perf_counter()
+    exit_file = Path(job.record.job_dir) / "exit.json"
+    finished = exit_file.stat().st_mtime - epoch  # when the supervisor wrote the final state
+    marks["submit (returns)"] = submitted - start
+    marks["run on 2 nodes + clean-up"] = finished - (submitted - start)
+    marks["until wait() sees it"] = (end - start) - finished
+    return end - start
+
+
+def docker_floor(image: str, entrypoint: list[str] | None) -> float:
+    """Docker's own cost for the same shape: network, 2 containers, start, wait, remove.
+
+    With ``entrypoint`` None the containers run the job's entrypoint on its
+    bundle (Docker plus the Python floor of the job); else that command.
+    """
+    import threading
+
+    import docker
+
+    api = docker.from_env().api
+    bundle = api.inspect_image(image)["Config"]["Labels"]["nemo-run-k8s.io/bundles"].split(",")[0]
+    labels = {"app.kubernetes.io/managed-by": "nemo-run-k8s", "nemo-run-k8s.io/bench": "floor"}
+    start = time.perf_counter()
+    name = f"nrk-bench-floor-{os.getpid()}"
+    network = api.create_network(name, labels=labels)["Id"]
+    ids = []
+    for node in range(2):
+        endpoint = api.create_networking_config({name: api.create_endpoint_config()})
+        ids.append(
+            api.create_container(
+                image,
+                command=None if entrypoint else [f"/opt/nemo_run_k8s/bundles/{bundle}"],
+                entrypoint=entrypoint,
+                name=f"{name}-{node}",
+                labels=labels,
+                networking_config=endpoint,
+            )["Id"]
+        )
+    threads = [threading.Thread(target=api.start, args=(cid,)) for cid in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for cid in ids:
+        api.wait(cid)
+    for cid in ids:
+        api.remove_container(cid, force=True)
+    api.remove_network(network)
+    return time.perf_counter() - start
+
+
+def one_job_image(base_image: str) -> str:
+    """The job image of the benchmark's task (present after the warm-up run)."""
+    import nemo_run_k8s as run
+
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image)
+    return str(run.build_image(run.Partial(add, a=1), executor).ref)
+
+
+def row(name: str, samples: list[float]) -> str:
+    return f"{name:<40} {statistics.median(samples):8.3f} {min(samples):8.3f} {max(samples):8.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=10, help="samples per measurement")
+    parser.add_argument("--base-image", default="nemo-run-k8s/base-python:local")
+    opts = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["NEMO_RUN_K8S_HOME"] = home
+        from nemo_run_k8s.executors import docker_executor as de
+        from nemo_run_k8s.image import ImageBuilder
+
+        one_job(opts.base_image, {})  # builds or finds the image, warms caches
+        image = one_job_image(opts.base_image)
+        marks: dict[str, float] = {}
+        de.DockerExecutor.preflight = timed(marks, "  preflight", de.DockerExecutor.preflight)
+        ImageBuilder.build = timed(marks, "  image lookup (present)", ImageBuilder.build)
+        de._start_all = timed(marks, "  start 2 containers", de._start_all)
+        samples, phases = [], []
+        for _ in range(opts.n):
+            marks.clear()
+            samples.append(one_job(opts.base_image, marks))
+            phases.append(dict(marks))
+
+        floor_true = [docker_floor(image, ["true"]) for _ in range(opts.n)]
+        floor_entry = [docker_floor(image, None) for _ in range(opts.n)]
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO.parent)])}
+        fresh = []
+        for _ in range(opts.n):
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", FRESH_PROCESS, opts.base_image], env=env, check=True
+            )
+            fresh.append(time.perf_counter() - start)
+
+    print(f"{'seconds (n=' + str(opts.n) + ')':<40} {'median':>8} {'min':>8} {'max':>8}")
+    print(row("2-node job: submit + result (in process)", samples))
+    print(row("the same from a fresh python process", fresh))
+    print(row("floor: Docker alone, 2 x `true`", floor_true))
+    print(row("floor: Docker + the job's entrypoint", floor_entry))
+    median = statistics.median(samples)
+    verdict = "meets" if median <= TARGET_S else "MISSES"
+    print(f"{'target (median)':<40} {TARGET_S:8.3f}   {verdict} it")
+    for name, seconds in REPORTED.items():
+        print(f"{name + ' (reported, not measured)':<40} {seconds:>8}")
+    print("\nwhere the time goes (median seconds):")
+    for key in ["submit (returns)", *[k for k in phases[0] if k.startswith("  ")]]:
+        print(f"  {key:<38} {statistics.median(p[key] for p in phases):8.3f}")
+    for key in ["run on 2 nodes + clean-up", "until wait() sees it"]:
+        print(f"  {key:<38} {statistics.median(p[key] for p in phases):8.3f}")
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Watches the containers of one Docker job; stops them all when one fails.
+
+Run as a script, detached from the submitter (``python _docker_supervisor.py
+JOB_DIR``), so it needs only the standard library and the docker SDK and
+outlives the process that submitted the job. It reads ``JOB_DIR/docker.json``
+(what :mod:`docker_executor` launched) and then:
+
+- copies each container's output into ``JOB_DIR/logs/node-<i>.log`` as it is
+  written, each line prefixed with its node and rank, so the logs outlive the
+  containers;
+- waits for every container; the first that exits non-zero fails the job and
+  the others are stopped at once (SIGTERM, then SIGKILL after a grace period);
+- when all have exited, removes the containers and the network, then writes
+  ``JOB_DIR/exit.json`` (state, exit code per node, reason). ``exit.json`` is
+  written last: a job whose state is final holds nothing any more.
+
+The same functions finish a job whose supervisor died (``state()`` calls
+:func:`finish` then), which is why this file is also importable as a module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+SPEC_FILE = "docker.json"
+EXIT_FILE = "exit.json"
+CANCEL_FILE = "cancel-requested"
+STOP_GRACE_SECONDS = 10
+_LOG_JOIN_SECONDS = 10.0
+_SPEC_WAIT_SECONDS = 120.0
+_STOPPED_CODES = (143, 137)  # SIGTERM, SIGKILL: how a stopped node ends
+
+
+# ---------------------------------------------------------------------- log lines
+
+
+def line_prefixer(node: int, nproc: int) -> Callable[[str], str]:
+    """How a log line of ``node`` is shown: ``[node1 rank3] text``.
+
+    With one process per node the rank is known here. With several, torchrun
+    prefixes each worker line itself (``TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE``
+    is set to the same form by the executor); its own lines get ``[node1]``.
+    """
+    if nproc == 1:
+        prefix = f"[node{node} rank{node}] "
+        return lambda line: prefix + line
+    own = f"[node{node} rank"
+    return lambda line: line if line.startswith(own) else f"[node{node}] {line}"
+
+
+def write_lines(chunks: Iterable[bytes], out: Any, prefix: Callable[[str], str]) -> None:
+    """Writes ``chunks`` (arbitrary pieces of output) to ``out`` line by line, prefixed."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if lines:
+            text = "".join(prefix(line.decode(errors="replace")) + "\n" for line in lines)
+            out.write(text.encode())
+            out.flush()
+    if pending:
+        out.write((prefix(pending.decode(errors="replace")) + "\n").encode())
+        out.flush()
+
+
+def copy_logs(api: Any, node: dict[str, Any], log_file: Path, follow: bool) -> None:
+    """Copies one container's output into ``log_file`` (following it while it runs)."""
+    prefix = line_prefixer(node["node"], node["nproc"])
+    with open(log_file, "wb", buffering=0) as out:
+        try:
+            stream = api.logs(node["id"], stdout=True, stderr=True, stream=True, follow=follow)
+            write_lines(stream, out, prefix)
+        except Exception as err:  # the daemon or the container went away mid-copy
+            out.write(f"[node{node['node']}] nemo_run_k8s: log copy ended: {err}\n".encode())
+
+
+# ---------------------------------------------------------------------- ending the job
+
+
+def stop_all(api: Any, container_ids: Iterable[str], grace: int = STOP_GRACE_SECONDS) -> None:
+    """Stops containers in parallel (SIGTERM, SIGKILL after ``grace`` s); gone ones are fine."""
+    import docker.errors
+
+    def stop(cid: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            api.stop(cid, timeout=grace)
+
+    _in_parallel(stop, container_ids)
+
+
+def remove_all(api: Any, spec: dict[str, Any]) -> None:
+    """Removes the job's containers (forced) and then its network (if any)."""
+    import docker.errors
+
+    def remove(cid: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(cid, force=True)
+
+    _in_parallel(remove, [n["id"] for n in spec["nodes"]])
+    if not spec.get("network_id"):
+        return
+    for attempt in range(20):  # endpoints are released a moment after removal
+        try:
+            api.remove_network(spec["network_id"])
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if attempt == 19:
+                raise
+            time.sleep(0.05)
+
+
+def final_state(
+    job_dir: Path, codes: dict[int, int | None], first_failed: int | None = None
+) -> tuple[str, str]:
+    """``(state, reason)`` from each node's exit code (None: the container was lost).
+
+    ``first_failed`` is the node that failed first, when known; otherwise a node
+    that ended by a stop signal (143, 137) is taken for a consequence, not the cause.
+    """
+    if codes and all(code == 0 for code in codes.values()):
+        return "SUCCEEDED", ""
+    if (job_dir / CANCEL_FILE).exists():
+        return "CANCELLED", "cancelled"
+    failed = sorted(
+        (n for n, c in codes.items() if c != 0),
+        key=lambda n: (n != first_failed, codes[n] in _STOPPED_CODES, n),
+    )
+    node = failed[0] if failed else 0
+    code = codes.get(node)
+    if code is None:
+        return "FAILED", f"the container of node {node} disappeared"
+    return "FAILED", f"node {node} exited with code {code}"
+
+
+def write_exit(job_dir: Path, state: str, reason: str, codes: dict[int, int | None]) -> None:
+    """Writes ``exit.json`` atomically; the first writer wins (a later one changes nothing)."""
+    data = {"state": state, "reason": reason, "exit_codes": {str(n): c for n, c in codes.items()}}
+    tmp = job_dir / f".{EXIT_FILE}.{os.getpid()}.{threading.get_ident()}"
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    try:
+        os.link(tmp, job_dir / EXIT_FILE)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def finish(
+    api: Any,
+    job_dir: Path,
+    spec: dict[str, Any],
+    codes: dict[int, int | None],
+    first_failed: int | None = None,
+) -> None:
+    """Removes everything the job holds, then records how it ended."""
+    state, reason = final_state(job_dir, codes, first_failed)
+    remove_all(api, spec)
+    write_exit(job_dir, state, reason, codes)
+
+
+def load_spec(job_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((job_dir / SPEC_FILE).read_text()))
+
+
+def log_file(job_dir: Path, node: int) -> Path:
+    return job_dir / "logs" / f"node-{node}.log"
+
+
+# ---------------------------------------------------------------------- the watcher
+
+
+def supervise(api: Any, job_dir: Path, spec: dict[str, Any]) -> None:
+    """Follows logs, waits for every node, stops the rest on a failure, then finishes."""
+    import docker.errors
+
+    nodes = spec["nodes"]
+    (job_dir / "logs").mkdir(exist_ok=True)
+    pumps = [
+        threading.Thread(target=copy_logs, args=(api, n, log_file(job_dir, n["node"]), True))
+        for n in nodes
+    ]
+    exits: queue.Queue[tuple[int, int | None]] = queue.Queue()
+
+    def wait(node: dict[str, Any]) -> None:
+        try:
+            code: int | None = int(api.wait(node["id"], timeout=None)["StatusCode"])
+        except docker.errors.NotFound:
+            code = None
+        except Exception:  # the daemon went away: the container is lost to us
+            code = None
+        exits.put((node["node"], code))
+
+    waiters = [threading.Thread(target=wait, args=(n,), daemon=True) for n in nodes]
+    for thread in [*pumps, *waiters]:
+        thread.start()
+    codes: dict[int, int | None] = {}
+    first_failed = None
+    while len(codes) < len(nodes):
+        node, code = exits.get()
+        codes[node] = code
+        if code != 0 and first_failed is None:
+            first_failed = node  # one node failed (or was stopped): the job is over for all
+            others = [n["id"] for n in nodes if n["node"] not in codes]
+            threading.Thread(target=stop_all, args=(api, others), daemon=True).start()
+    deadline = time.monotonic() + _LOG_JOIN_SECONDS
+    for pump in pumps:
+        pump.join(max(0.0, deadline - time.monotonic()))
+    finish(api, job_dir, spec, codes, first_failed)
+
+
+def _in_parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
+    threads = [threading.Thread(target=fn, args=(item,)) for item in items]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print("usage: _docker_supervisor.py JOB_DIR", file=sys.stderr)
+        return 2
+    import docker
+
+    job_dir = Path(sys.argv[1])
+    # Started while the containers are being created: docker.json appears once they run.
+    deadline = time.monotonic() + _SPEC_WAIT_SECONDS
+    while not (job_dir / SPEC_FILE).exists():
+        if time.monotonic() > deadline:
+            print(f"no {SPEC_FILE} after {_SPEC_WAIT_SECONDS} s: the launch did not finish")
+            return 1
+        time.sleep(0.005)
+    spec = load_spec(job_dir)
+    api = docker.from_env(timeout=None).api  # the submitter's DOCKER_HOST, no read timeout
+    supervise(api, job_dir, spec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,264 @@
+"""DockerExecutor against the real engine: multi-node torch, failure, cancel, reattach, GPUs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import nemo_run_k8s as run
+from nemo_run_k8s import docker_spec
+from nemo_run_k8s.errors import InvalidOptionError, JobFailed
+from nemo_run_k8s.executors import docker_executor
+from nemo_run_k8s.executors.base import JobState
+from nemo_run_k8s.records import Records
+from tests.docker.engine import by_job_name, leftovers
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ---------------------------------------------------------------------- tasks (run in the job)
+
+
+def allreduce_rank() -> int:
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    total = torch.tensor([float(dist.get_rank())])
+    dist.all_reduce(total)
+    print(f"all_reduce sum={int(total.item())} world={dist.get_world_size()}", flush=True)
+    dist.destroy_process_group()
+    return int(total.item())
+
+
+def show_env(steps: int = 3) -> dict[str, str]:
+    keys = ["MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PET_NNODES", "PET_NODE_RANK"]
+    keys.append("PET_NPROC_PER_NODE")
+    for step in range(steps):
+        print(f"step {step}", flush=True)
+        time.sleep(0.2)
+    env = {key: os.environ[key] for key in keys}
+    print("env " + " ".join(f"{k}={v}" for k, v in env.items()), flush=True)
+    return env
+
+
+def node_one_fails() -> None:
+    if os.environ["RANK"] == "1":
+        time.sleep(1)
+        raise RuntimeError("node 1 breaks on purpose")
+    print("node 0 waits", flush=True)
+    time.sleep(300)
+
+
+def sleep_long() -> None:
+    print(f"started on node {os.environ['PET_NODE_RANK']}", flush=True)
+    time.sleep(300)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def wait_for_lines(job: Any, needles: list[str], timeout: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = list(job.logs())
+        if all(any(n in line for line in lines) for n in needles):
+            return lines
+        assert not job.done(), "job ended early:\n" + "\n".join(lines)
+        time.sleep(0.2)
+    raise AssertionError(f"no {needles} in the logs after {timeout} s:\n" + "\n".join(lines))
+
+
+def in_fresh_process(code: str, timeout: float = 60) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+# ---------------------------------------------------------------------- tests
+
+
+def test_two_nodes_two_processes_all_reduce(cpu_image: str, docker_client: Any) -> None:
+    executor = run.DockerExecutor(
+        num_nodes=2, nproc_per_node=2, base_image=cpu_image, shm_size="256m"
+    )
+    job = run.submit(run.Partial(allreduce_rank), executor, name="allreduce")
+    assert job.wait(timeout=240) is JobState.SUCCEEDED, job.log_tail()
+    assert job.result() == 6  # 0 + 1 + 2 + 3, from rank 0 through the host's output dir
+    lines = list(job.logs())
+    for node, rank in [(0, 0), (0, 1), (1, 2), (1, 3)]:
+        assert f"[node{node} rank{rank}] all_reduce sum=6 world=4" in lines, "\n".join(lines)
+    assert leftovers(docker_client, job.id) == []
+
+
+def test_env_contract_and_followed_logs(base_image: str, docker_client: Any) -> None:
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image, master_port=29411)
+    job = run.submit(run.Partial(show_env, steps=3), executor, name="env-contract")
+    followed = list(job.logs(follow=True))  # streams every node until the job ends
+    assert job.state() is JobState.SUCCEEDED
+    master = docker_spec.container_name(job.id, 0)
+    for node in (0, 1):
+        assert [line for line in followed if f"[node{node} rank{node}] step" in line] == [
+            f"[node{node} rank{node}] step {i}" for i in range(3)
+        ]
+        assert (
+            f"[node{node} rank{node}] env MASTER_ADDR={master} MASTER_PORT=29411 WORLD_SIZE=2 "
+            f"RANK={node} PET_NNODES=2 PET_NODE_RANK={node} PET_NPROC_PER_NODE=1"
+        ) in followed
+    assert job.result()["RANK"] == "0"
+    assert leftovers(docker_client, job.id) == []
+
+
+def test_failing_node_fails_the_job_and_stops_the_others(
+    base_image: str, docker_client: Any
+) -> None:
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image)
+    job = run.submit(run.Partial(node_one_fails), executor, name="node-fails")
+    wait_for_lines(job, ["[node0 rank0] node 0 waits"])
+    started = time.monotonic()
+    assert job.wait(timeout=60) is JobState.FAILED
+    assert time.monotonic() - started < 15  # node 1 fails after ~1 s; node 0 was sleeping 300 s
+    lines = list(job.logs())
+    assert "[node1 rank1] RuntimeError: node 1 breaks on purpose" in lines
+    assert "[node0 rank0] nemo_run_k8s: stopped by SIGTERM" in lines  # node 0 was stopped
+    error = job.exception()
+    assert isinstance(error, JobFailed) and error.state is JobState.FAILED
+    assert error.reason == "node 1 exited with code 1"  # the cause, not node 0's stop
+    assert "node 1 breaks on purpose" in str(error)
+    assert leftovers(docker_client, job.id) == []
+
+
+def test_cancel_mid_run_and_reattach_from_another_process(
+    base_image: str, docker_client: Any
+) -> None:
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image)
+    job = run.submit(run.Partial(sleep_long), executor, name="cancel-me")
+    wait_for_lines(job, ["started on node 0", "started on node 1"])
+    probe = f"import nemo_run_k8s as run; print(run.Job.from_id({job.id!r}).state().value)"
+    assert in_fresh_process(probe).strip() == "RUNNING"
+    started = time.monotonic()
+    job.cancel()
+    assert time.monotonic() - started < 8  # the nodes took the SIGTERM (the grace is 10 s)
+    assert job.state() is JobState.CANCELLED
+    assert leftovers(docker_client, job.id) == []
+    assert in_fresh_process(probe).strip() == "CANCELLED"
+
+
+def test_job_outlives_a_submitter_that_exits_at_once(base_image: str, docker_client: Any) -> None:
+    code = (
+        "import nemo_run_k8s as run\n"
+        "from tests.docker.test_docker_executor import show_env\n"
+        f"ex = run.DockerExecutor(num_nodes=2, base_image={base_image!r})\n"
+        "print(run.submit(run.Partial(show_env, steps=5), ex, name='detached').id)\n"
+    )
+    job_id = in_fresh_process(code, timeout=120).strip().splitlines()[-1]
+    job = run.Job.from_id(job_id)  # the submitter has exited; the job goes on
+    assert job.wait(timeout=60) is JobState.SUCCEEDED
+    assert job.result()["WORLD_SIZE"] == "2"
+    lines = list(job.logs())
+    assert "[node1 rank1] step 4" in lines and "[node0 rank0] step 4" in lines
+    assert leftovers(docker_client, job_id) == []
+
+
+def test_ctrl_c_in_run_cancels_the_job(base_image: str, docker_client: Any) -> None:
+    code = (
+        "import nemo_run_k8s as run\n"
+        "from tests.docker.test_docker_executor import sleep_long\n"
+        f"ex = run.DockerExecutor(num_nodes=2, base_image={base_image!r})\n"
+        "run.run(run.Partial(sleep_long), ex, name='interrupted')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            jobs = Records().list()
+            if jobs and jobs[0].name == "interrupted" and jobs[0].handle:
+                job = run.Job(jobs[0])
+                if job.state() is JobState.RUNNING:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the job never ran")
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
+        interrupted = time.monotonic()
+        _, stderr = proc.communicate(timeout=60)
+        # Well under the 10 s stop grace: the nodes took the SIGTERM, even one still starting.
+        assert time.monotonic() - interrupted < 8
+    finally:
+        proc.kill()
+    assert b"KeyboardInterrupt" in stderr
+    assert job.state() is JobState.CANCELLED
+    assert leftovers(docker_client, job.id) == []
+
+
+def test_ctrl_c_during_submit_leaves_nothing_and_a_failed_record(
+    base_image: str, docker_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(api: Any, ids: list[str]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(docker_executor, "_start_all", interrupted)
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image)
+    with pytest.raises(KeyboardInterrupt):
+        run.submit(run.Partial(show_env), executor, name="ctrl-c-submit")
+    record = Records().list()[0]
+    assert record.name == "ctrl-c-submit"
+    assert record.state == "FAILED" and record.message == "interrupted during submit"
+    assert run.Job.from_id(record.id).state() is JobState.FAILED
+    assert leftovers(docker_client, record.id) == []
+
+
+def test_gpus_are_refused_clearly_before_anything_is_created(
+    base_image: str, docker_client: Any
+) -> None:
+    if "nvidia" in (docker_client.info().get("Runtimes") or {}):
+        pytest.skip("this engine has an NVIDIA runtime")
+    name = f"gpu-refused-{os.getpid()}"
+    executor = run.DockerExecutor(num_nodes=2, gpus_per_node=1, base_image=base_image)
+    with pytest.raises(InvalidOptionError, match="no NVIDIA runtime") as caught:
+        run.submit(run.Partial(show_env), executor, name=name)
+    assert "gpus_per_node=1" in str(caught.value) and "runc" in str(caught.value)
+    assert by_job_name(docker_client, name) == []
+    assert [r for r in Records().list() if r.name == name] == []
+
+
+def test_unknown_base_image_is_refused_before_anything_is_created(
+    docker_client: Any, made_images: Any
+) -> None:
+    name = f"no-image-{os.getpid()}"
+    executor = run.DockerExecutor(base_image="nemo-run-k8s/no-such-base:never")
+    with pytest.raises(InvalidOptionError, match="is not present locally and cannot be pulled"):
+        run.submit(run.Partial(show_env), executor, name=name)
+    assert by_job_name(docker_client, name) == []
+
+
+def test_an_experiment_shares_one_image_between_its_docker_jobs(
+    base_image: str, docker_client: Any
+) -> None:
+    exp = run.Experiment("shared-image", run.DockerExecutor(base_image=base_image))
+    exp.add(run.Partial(show_env, steps=1), name="first")
+    exp.add(run.Partial(show_env, steps=2), name="second")
+    jobs = exp.launch()
+    assert set(exp.wait(timeout=120).values()) == {JobState.SUCCEEDED}
+    images = {job.record.handle["image"] for job in jobs.values()}
+    assert len(images) == 1  # one image holds both bundles
+    bundles = docker_client.images.get(images.pop()).labels["nemo-run-k8s.io/bundles"]
+    assert len(bundles.split(",")) == 2
+    assert [line for line in exp.logs("second") if "step" in line] == [
+        "[node0 rank0] step 0",
+        "[node0 rank0] step 1",
+    ]
+    for job in jobs.values():
+        assert leftovers(docker_client, job.id) == []
