@@ -33,6 +33,18 @@ dist.destroy_process_group()
 """
 
 
+@pytest.fixture(scope="module")
+def base_image(docker_client: Any) -> str:
+    """The base image by its content tag, as its setup script reports it (built if missing)."""
+    return script_result(".ci/setup-base-image.sh")
+
+
+@pytest.fixture(scope="module")
+def cpu_image(base_image: str) -> str:
+    """The CPU runtime image by its content tag, as images/build.sh reports it."""
+    return script_result("images/build.sh", "cpu")
+
+
 def run_container(client: Any, image: str, command: list[str], timeout: float = 300) -> str:
     """Run ``command`` in a fresh container; return stdout+stderr, failing on a non-zero exit."""
     container = client.containers.run(image, command, detach=True)
