@@ -13,6 +13,8 @@ if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then
     bash .ci/setup-base-image.sh
     bash images/build.sh cpu
     bash .ci/setup-registry.sh --auth
+    # The Python-mismatch test fetches Debian's pypy3 with `apt-get download`: apt needs its lists.
+    apt-cache show pypy3 >/dev/null 2>&1 || apt-get update -q >/dev/null
 fi
 bash .ci/setup-helm.sh
 export PATH="$PWD/.tools/bin:$PATH"
