@@ -141,6 +141,24 @@ class Executor(abc.ABC):
     def plan(self, bundle: Bundle, job: JobSpec) -> Plan:
         """What would be built and launched. Pure: no I/O, no daemon or cluster."""
 
+    def _plan(
+        self,
+        bundle: Bundle,
+        job: JobSpec,
+        documents: list[dict[str, Any]],
+        details: dict[str, Any] | None = None,
+    ) -> Plan:
+        """A :class:`Plan` of this executor for ``job``, with the bundle's manifest."""
+        return Plan(
+            executor=self.kind,
+            job_id=job.job_id,
+            name=job.name,
+            manifest=bundle.manifest,
+            flattened_config=bundle.manifest.get("flattened_config", ""),
+            documents=documents,
+            details=details or {},
+        )
+
     @abc.abstractmethod
     def launch(self, plan: Plan, bundle: Bundle, job: JobSpec) -> Handle:
         """Starts the job and returns at once with its handle (JSON-serializable)."""

@@ -32,15 +32,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s import docker_spec as ds
 from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors import _docker_supervisor as sup
-from nemo_run_k8s.executors.base import Executor, Handle, JobSpec, JobState, Plan, Resources
-from nemo_run_k8s.executors.local import _CHILDREN, _alive, _start_time, follow_files
+from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources
+from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
 from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
 
 _SUPERVISOR = str(Path(sup.__file__).resolve())
@@ -50,7 +49,7 @@ _CANCEL_WAIT_SECONDS = 30.0
 
 @ds.reject_unknown_options
 @dataclasses.dataclass
-class DockerExecutor(Executor):
+class DockerExecutor(HostExecutor):
     """Runs the job in local Docker containers, one per node.
 
     Args:
@@ -154,12 +153,9 @@ class DockerExecutor(Executor):
             ds.container_spec(self, bundle.image_path, job, node, network)
             for node in range(self.num_nodes)
         ]
-        return Plan(
-            executor=self.kind,
-            job_id=job.job_id,
-            name=job.name,
-            manifest=bundle.manifest,
-            flattened_config=bundle.manifest.get("flattened_config", ""),
+        return self._plan(
+            bundle,
+            job,
             documents=documents,
             details={
                 "base image": self.base_image,
@@ -219,7 +215,7 @@ class DockerExecutor(Executor):
             # (after the pool's calls in flight have returned, so none creates more later).
             pool.shutdown(wait=True, cancel_futures=True)
             if supervisor is not None:
-                _CHILDREN[supervisor["pid"]].kill()
+                CHILDREN[supervisor["pid"]].kill()
             _remove_partial(api, job.job_id, spec)
             raise
         finally:
@@ -244,7 +240,7 @@ class DockerExecutor(Executor):
         final = _read_exit(job_dir)
         if final is not None:
             return JobState(final["state"])
-        if _alive(handle["supervisor"]):
+        if alive(handle["supervisor"]):
             return _live_state(handle)
         return _finish_unsupervised(handle)
 
@@ -252,14 +248,6 @@ class DockerExecutor(Executor):
     def reason(cls, handle: Handle) -> str:
         final = _read_exit(Path(handle["job_dir"]))
         return str(final.get("reason", "")) if final else ""
-
-    @classmethod
-    def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:
-        yield from follow_files(
-            [Path(p) for p in handle["log_files"]],
-            lambda: cls.state(handle).is_terminal,
-            follow,
-        )
 
     @classmethod
     def cancel(cls, handle: Handle) -> None:
@@ -271,7 +259,7 @@ class DockerExecutor(Executor):
         sup.stop_all(_api(), [n["id"] for n in spec["nodes"]])
         deadline = time.monotonic() + _CANCEL_WAIT_SECONDS
         while _read_exit(job_dir) is None and time.monotonic() < deadline:
-            if not _alive(handle["supervisor"]):
+            if not alive(handle["supervisor"]):
                 _finish_unsupervised(handle)
                 break
             time.sleep(0.05)
@@ -413,8 +401,8 @@ def _spawn_supervisor(job_dir: Path) -> dict[str, Any]:
             )
         except OSError as err:
             raise SubmissionError(f"cannot start the job's supervisor: {err}") from err
-    _CHILDREN[proc.pid] = proc
-    return {"pid": proc.pid, "start_time": _start_time(proc.pid)}
+    CHILDREN[proc.pid] = proc
+    return {"pid": proc.pid, "start_time": start_time(proc.pid)}
 
 
 def _remove_partial(api: Any, job_id: str, spec: dict[str, Any]) -> None:

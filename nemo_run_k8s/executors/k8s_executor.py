@@ -95,12 +95,9 @@ class KubernetesExecutor(KubernetesOptions, Executor):
             "and pinned by digest at launch)",
             "cluster": self.kube_context or "current kubeconfig context",
         }
-        return Plan(
-            executor=self.kind,
-            job_id=job.job_id,
-            name=job.name,
-            manifest=bundle.manifest,
-            flattened_config=bundle.manifest.get("flattened_config", ""),
+        return self._plan(
+            bundle,
+            job,
             documents=[doc],
             details=details,
         )

@@ -17,22 +17,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
-from nemo_run_k8s.executors.base import Executor, Handle, JobSpec, JobState, Plan, Resources
+from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources
+from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
 from nemo_run_k8s.script import _check_env
 
 _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
-# Supervisors this process started: reaped here, so they never linger as zombies.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclasses.dataclass
-class LocalExecutor(Executor):
+class LocalExecutor(HostExecutor):
     """Runs the job as a local process (``nproc_per_node`` > 1 uses torchrun).
 
     Args:
@@ -65,12 +63,9 @@ class LocalExecutor(Executor):
         output_dir = job.job_dir / "output"
         command = [sys.executable, "-m", "nemo_run_k8s.entrypoint", str(bundle.path)]
         command += ["--output", str(output_dir)]
-        return Plan(
-            executor=self.kind,
-            job_id=job.job_id,
-            name=job.name,
-            manifest=bundle.manifest,
-            flattened_config=bundle.manifest.get("flattened_config", ""),
+        return self._plan(
+            bundle,
+            job,
             documents=[
                 {
                     "command": command,
@@ -103,10 +98,10 @@ class LocalExecutor(Executor):
             )
         except OSError as err:
             raise SubmissionError(f"cannot start the local job: {err}") from err
-        _CHILDREN[proc.pid] = proc
+        CHILDREN[proc.pid] = proc
         return {
             "pid": proc.pid,
-            "start_time": _start_time(proc.pid),
+            "start_time": start_time(proc.pid),
             "job_dir": str(job.job_dir),
             "output_dir": str(job.job_dir / "output"),
             "log_files": [str(log_file)],
@@ -119,20 +114,12 @@ class LocalExecutor(Executor):
         try:
             status = json.loads((job_dir / "exit.json").read_text())
         except FileNotFoundError:
-            if _alive(handle):
+            if alive(handle):
                 return JobState.RUNNING
             return JobState.CANCELLED if cancelled else JobState.FAILED
         if status["cancelled"]:
             return JobState.CANCELLED
         return JobState.SUCCEEDED if status["returncode"] == 0 else JobState.FAILED
-
-    @classmethod
-    def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:
-        yield from follow_files(
-            [Path(p) for p in handle["log_files"]],
-            lambda: cls.state(handle).is_terminal,
-            follow,
-        )
 
     @classmethod
     def cancel(cls, handle: Handle, grace_seconds: float = 10.0) -> None:
@@ -143,47 +130,12 @@ class LocalExecutor(Executor):
         pgid = handle["pid"]
         _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        while _groupalive(pgid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _group_alive(pgid):
+        if _groupalive(pgid):
             _signal_group(pgid, signal.SIGKILL)
-            while _group_alive(pgid):
+            while _groupalive(pgid):
                 time.sleep(0.05)
-
-
-def follow_files(
-    files: list[Path], finished: Any, follow: bool, prefixes: list[str] | None = None
-) -> Iterator[str]:
-    """Yields lines of ``files`` (interleaved as written); with ``follow``, until ``finished()``."""
-    handles: list[Any] = [None] * len(files)
-    partial = [""] * len(files)
-    try:
-        while True:
-            done = finished() if follow else True  # read once more after the job ended
-            for i, path in enumerate(files):
-                if handles[i] is None:
-                    try:
-                        handles[i] = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
-                    except FileNotFoundError:
-                        continue
-                chunk = handles[i].read()
-                if not chunk:
-                    continue
-                lines = (partial[i] + chunk).split("\n")
-                partial[i] = lines.pop()
-                prefix = prefixes[i] if prefixes else ""
-                for line in lines:
-                    yield prefix + line
-            if done:
-                for i, rest in enumerate(partial):
-                    if rest:
-                        yield (prefixes[i] if prefixes else "") + rest
-                return
-            time.sleep(0.1)
-    finally:
-        for h in handles:
-            if h is not None:
-                h.close()
 
 
 def _dist_env(nproc: int, port: int) -> dict[str, str]:
@@ -205,38 +157,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_time(pid: int) -> str | None:
-    """The process start time from /proc (guards against pid reuse), if available."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _alive(handle: Handle) -> bool:
-    pid = handle["pid"]
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: fall back to a signal probe
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":
-        return False
-    return handle.get("start_time") in (None, fields[19])
-
-
-def _group_alive(pgid: int) -> bool:
-    child = _CHILDREN.get(pgid)
+def _groupalive(pgid: int) -> bool:
+    child = CHILDREN.get(pgid)
     if child is not None:
         child.poll()
     try:

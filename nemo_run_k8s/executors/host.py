@@ -1,0 +1,97 @@
+"""What the backends that run jobs on this host share (local processes, Docker).
+
+Both start a detached supervisor process per job and keep each node's log as a
+file in the job's directory (``handle["log_files"]``), so logs survive the job
+and any process can follow them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nemo_run_k8s.executors.base import Executor, Handle
+
+# Supervisors this process started: reaped here, so they never linger as zombies.
+CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class HostExecutor(Executor):
+    """A backend whose jobs run on this host and keep their logs in files listed by the handle."""
+
+    @classmethod
+    def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:
+        yield from follow_files(
+            [Path(p) for p in handle["log_files"]],
+            lambda: cls.state(handle).is_terminal,
+            follow,
+        )
+
+
+def follow_files(
+    files: list[Path], finished: Any, follow: bool, prefixes: list[str] | None = None
+) -> Iterator[str]:
+    """Yields lines of ``files`` (interleaved as written); with ``follow``, until ``finished()``."""
+    handles: list[Any] = [None] * len(files)
+    partial = [""] * len(files)
+    try:
+        while True:
+            done = finished() if follow else True  # read once more after the job ended
+            for i, path in enumerate(files):
+                if handles[i] is None:
+                    try:
+                        handles[i] = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                    except FileNotFoundError:
+                        continue
+                chunk = handles[i].read()
+                if not chunk:
+                    continue
+                lines = (partial[i] + chunk).split("\n")
+                partial[i] = lines.pop()
+                prefix = prefixes[i] if prefixes else ""
+                for line in lines:
+                    yield prefix + line
+            if done:
+                for i, rest in enumerate(partial):
+                    if rest:
+                        yield (prefixes[i] if prefixes else "") + rest
+                return
+            time.sleep(0.1)
+    finally:
+        for h in handles:
+            if h is not None:
+                h.close()
+
+
+def start_time(pid: int) -> str | None:
+    """The process start time from /proc (guards against pid reuse), if available."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def alive(handle: Handle) -> bool:
+    pid = handle["pid"]
+    child = CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: fall back to a signal probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return False
+    return handle.get("start_time") in (None, fields[19])
