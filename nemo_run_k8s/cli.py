@@ -241,13 +241,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    job = _job(args.job_id)
-    state = job.state()
-    if args.output == "table":
-        print(f"{job.id}  {job.name}  {job.executor}  {state.value}")
-    else:
-        _print_data(_job_data(job, state), args.output)
+    _print_state(_job(args.job_id), args.output)
     return 0
+
+
+def _print_state(job: Any, output: str) -> None:
+    """One line for people (with the backend's reason, if any), or data for scripts."""
+    state = job.state()
+    if output != "table":
+        _print_data({**_job_data(job, state), "reason": job.reason()}, output)
+        return
+    reason = job.reason() if state.value in ("FAILED", "PENDING") else ""
+    print(
+        f"{job.id}  {job.name}  {job.executor}  {state.value}" + (f"  ({reason})" if reason else "")
+    )
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
@@ -263,11 +270,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 def _cmd_cancel(args: argparse.Namespace) -> int:
     job = _job(args.job_id)
     job.cancel()
-    state = job.state()
-    if args.output == "table":
-        print(f"{job.id} {state.value}")
-    else:
-        _print_data(_job_data(job, state), args.output)
+    _print_state(job, args.output)
     return 0
 
 

@@ -68,6 +68,12 @@ class Job:
             record.state = state.value
         return state
 
+    def reason(self) -> str:
+        """The backend's account of why the job failed or is stuck ('' when it has none)."""
+        if not self._record.handle:
+            return self._record.message
+        return self._backend.reason(self._record.handle)
+
     def done(self) -> bool:
         return self.state().is_terminal
 

@@ -119,7 +119,7 @@ def test_list_status_logs_cancel_show_from_other_processes(cli):
     assert json.loads(cli("status", job_id, "-o", "json").stdout)["state"] == "RUNNING"
 
     started = time.monotonic()
-    assert cli("cancel", job_id).stdout.strip() == f"{job_id} CANCELLED"
+    assert cli("cancel", job_id).stdout.split() == [job_id, "sleeper", "local", "CANCELLED"]
     assert time.monotonic() - started < 15
     assert cli("status", job_id).stdout.split()[-1] == "CANCELLED"
 
