@@ -262,3 +262,26 @@ def test_an_experiment_shares_one_image_between_its_docker_jobs(
     ]
     for job in jobs.values():
         assert leftovers(docker_client, job.id) == []
+
+
+def scaled(x: int, factor: int) -> int:
+    print(f"{x} x {factor}")
+    return x * factor
+
+
+def test_a_four_point_sweep_builds_one_image_and_gets_four_results(
+    base_image: str, docker_client: Any
+) -> None:
+    cfg = run.Partial(scaled, x=1, factor=1)
+    exp = run.sweep(
+        cfg, {"x": [2, 3], "factor": [10, 100]}, run.DockerExecutor(base_image=base_image)
+    )
+    jobs = exp.launch()
+    assert set(exp.wait(timeout=180).values()) == {JobState.SUCCEEDED}
+    assert sorted(exp.results().values()) == [20, 30, 200, 300]
+    images = {job.record.handle["image"] for job in jobs.values()}
+    assert len(images) == 1  # one build for the whole sweep
+    labels = docker_client.images.get(images.pop()).labels
+    assert len(labels["nemo-run-k8s.io/bundles"].split(",")) == 4
+    for job in jobs.values():
+        assert leftovers(docker_client, job.id) == []
