@@ -36,7 +36,13 @@ _DIGEST_REF_RE = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 
 
 def job_name(name: str, job_id: str) -> str:
-    """The PyTorchJob name: a DNS-1035 label from ``name``, unique through ``job_id``."""
+    """The PyTorchJob name: a DNS-1035 label from ``name``, unique through ``job_id``.
+
+    Job ids made by ``run.submit`` (``train-3f9a1c2b``) are such labels already
+    and are used as they are, so ``kubectl get pytorchjob <job id>`` finds the job.
+    """
+    if k8s_labels.is_dns1035_label(job_id) and len(job_id) <= _MAX_JOB_NAME:
+        return job_id
     suffix = re.sub(r"[^a-z0-9]+", "", job_id.lower())
     if not suffix or len(suffix) > 12:
         import hashlib

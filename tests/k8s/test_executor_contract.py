@@ -273,7 +273,7 @@ def test_422_lists_the_servers_field_messages(
     server.validator = validator
     with pytest.raises(SubmissionError) as info:
         submit(kubeconfig, tmp_path)
-    assert "rejected PyTorchJob 'train-j1' as invalid" in str(info.value)
+    assert "rejected PyTorchJob 'j1' as invalid" in str(info.value)
     assert "spec.runPolicy.backoffLimit: Invalid value: 3: must be <= 2" in str(info.value)
 
 

@@ -85,7 +85,12 @@ CASES = {
     "single_node_cpu": single_node_cpu,
     "four_nodes_8gpu_all_options": four_by_eight_everything,
 }
-JOB = JobSpec(job_id="a1b2c3", name="Llama Pretrain", job_dir=Path("/tmp"), experiment="sweep-1")
+JOB = JobSpec(
+    job_id="llama-pretrain-a1b2c3d4",
+    name="Llama Pretrain",
+    job_dir=Path("/tmp"),
+    experiment="sweep-1",
+)
 
 
 def build(executor: KubernetesExecutor) -> dict[str, Any]:
