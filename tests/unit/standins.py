@@ -70,6 +70,14 @@ class TrainingJob:
     data: DataModule | None = None
     optimizer: AdamW | None = None
 
+    def __call__(self) -> dict:
+        """What a job does with the built object: here, report what it would train."""
+        return {
+            "seq_length": self.model.config.seq_length,
+            "batch_size": self.data.batch_size if self.data else None,
+            "lr": self.optimizer.lr if self.optimizer else None,
+        }
+
 
 @dataclass
 class PreprocessData:

@@ -208,7 +208,6 @@ def test_configuration_composition_builds_a_pipeline():
 def test_configuration_validation(capsys):
     model_config = create_model_config(model_size="8b", seq_length=8192)
     training_config = create_training_config(model_config, num_nodes=4, gpus_per_node=8)
-    # The guide then calls run.submit(training_config, executor): submission is tested elsewhere.
     assert validate_training_config(training_config) is True
     assert capsys.readouterr().out == ""
 
@@ -319,3 +318,15 @@ def test_fiddle_printing_and_serialization_accept_run_configs():
     unpickled = pickle.loads(pickle.dumps(cfg))
     assert type(unpickled) is run.Config
     assert fdl.build(unpickled) == fdl.build(cfg)
+
+
+def test_validated_config_is_submitted_as_the_guide_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(tmp_path))
+    model_config = create_model_config(model_size="8b", seq_length=8192)
+    training_config = create_training_config(model_config, num_nodes=1, gpus_per_node=1)
+    executor = run.LocalExecutor()
+    if validate_training_config(training_config):
+        experiment = run.submit(training_config, executor)
+    assert experiment.wait(timeout=60) is run.JobState.SUCCEEDED
+    # a Config task is built in the job and the built TrainingJob is called
+    assert experiment.result() == {"seq_length": 8192, "batch_size": 512, "lr": 3e-4}
