@@ -41,3 +41,17 @@ def test_yaml_is_loaded_on_first_use():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "_target_: tests.unit.standins.DataModule\nbatch_size: 2\n"
+
+
+def test_every_public_name_resolves():
+    code = (
+        "import nemo_run_k8s as run\n"
+        "missing = [n for n in run.__all__ if getattr(run, n, None) is None]\n"
+        "print(missing)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
