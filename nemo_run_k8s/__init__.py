@@ -78,7 +78,7 @@ _LAZY = {
     "KubernetesExecutor": "nemo_run_k8s.executors.k8s_executor",
     "JobImage": "nemo_run_k8s.image",
     "build_image": "nemo_run_k8s.image",
-    "push_image": "nemo_run_k8s.image",
+    "push_image": "nemo_run_k8s.push",
     "Experiment": "nemo_run_k8s.experiment",
     "PVCVolume": "nemo_run_k8s.k8s_options",
     "ConfigMapVolume": "nemo_run_k8s.k8s_options",
@@ -118,8 +118,9 @@ if TYPE_CHECKING:
     from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
     from nemo_run_k8s.executors.local import LocalExecutor
     from nemo_run_k8s.experiment import Experiment, sweep
-    from nemo_run_k8s.image import JobImage, build_image, push_image
+    from nemo_run_k8s.image import JobImage, build_image
     from nemo_run_k8s.job import Job, list_jobs
     from nemo_run_k8s.k8s_options import ConfigMapVolume, PVCVolume, SecretVolume
+    from nemo_run_k8s.push import push_image
     from nemo_run_k8s.script import Script
     from nemo_run_k8s.yaml_io import from_yaml, to_yaml

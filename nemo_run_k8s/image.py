@@ -1,4 +1,4 @@
-"""Job images: content-addressed builds, a preflight inside the image, and push.
+"""Job images: content-addressed builds and a preflight inside the image.
 
 The recipe is ``resources/job.Dockerfile`` (the repository's top-level
 ``Dockerfile`` links to it). It is built in two parts:
@@ -25,22 +25,30 @@ at run time only.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import os
 import re
 import sys
-import tarfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s import records, wheels
+from nemo_run_k8s.build_context import (
+    FileHashCache,
+    atomic_write,
+    code_files,
+    digest,
+    file_sha,
+    tar_context,
+    unique_bundles,
+)
 from nemo_run_k8s.bundle import IMAGE_BUNDLE_ROOT, Bundle
 from nemo_run_k8s.errors import ImageBuildError
 from nemo_run_k8s.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from nemo_run_k8s.push import push_image as push_image  # re-exported: run.push_image
 
 RECIPE = Path(__file__).with_name("resources") / "job.Dockerfile"
 BUNDLE_LAYER_MARKER = "# --- bundle layer ---"
@@ -132,7 +140,7 @@ class _Environment:
     def code_key(self, modules: Iterable[str]) -> str:
         """A hash of the code files that can shadow or provide ``modules`` (their top packages)."""
         tops = {m.partition(".")[0] for m in modules}
-        return _digest(
+        return digest(
             f"{rel}:{sha}"
             for rel, sha in self.code
             if rel.partition("/")[0] in tops or rel.removesuffix(".py") in tops
@@ -160,12 +168,12 @@ class ImageBuilder:
         env = self.environment(spec, base)
         env_ref = env.ref
         shas = tuple(sorted({b.sha256 for b in bundles}))
-        tag = _digest([env_ref, *shas])[:32]
+        tag = digest([env_ref, *shas])[:32]
         ref = f"{JOB_REPO}:{tag}"
         existing = self._find(ref)
         built = existing is None
         if built:
-            self._add_bundle_layer(env_ref, _unique(bundles), ref)
+            self._add_bundle_layer(env_ref, unique_bundles(bundles), ref)
             existing = self.client.images.get(ref)
         image_id = existing.id
         for bundle in bundles:
@@ -181,13 +189,11 @@ class ImageBuilder:
             quiet=self.quiet,
         )
         own = wheels.build_own_wheel(self.cache / "own-wheel")
-        code_files = list(_code_files(Path(spec.code_dir))) if spec.code_dir else []
-        code = self._hashed(spec.code_dir, code_files)
+        found = list(code_files(Path(spec.code_dir))) if spec.code_dir else []
+        code = self._hashed(spec.code_dir, found)
         recipe = env_recipe()
-        base_key = _digest(
-            [recipe, base["id"], *(f"{p.name}:{_file_sha(p)}" for p in [*deps, own])]
-        )
-        key = _digest([base_key, *(f"{rel}:{sha}" for rel, _, sha in code)])
+        base_key = digest([recipe, base["id"], *(f"{p.name}:{file_sha(p)}" for p in [*deps, own])])
+        key = digest([base_key, *(f"{rel}:{sha}" for rel, _, sha in code)])
         env = _Environment(f"{ENV_REPO}:{key[:32]}", base_key, [(r, s) for r, _, s in code])
         if self._find(env.ref) is not None:
             return env
@@ -195,7 +201,7 @@ class ImageBuilder:
         members = [(f"wheels/deps/{p.name}", p) for p in deps]
         members.append((f"wheels/pkg/{own.name}", own))
         members += [(f"code/{rel}", path) for rel, path, _ in code]
-        context = _tar_context(files, members, empty_dirs=["code"])
+        context = tar_context(files, members, empty_dirs=["code"])
         self._docker_build(
             context,
             env.ref,
@@ -214,7 +220,7 @@ class ImageBuilder:
 
         root = IMAGE_BUNDLE_ROOT.lstrip("/")
         members = [(f"{root}/{b.sha256}", b.path) for b in bundles]
-        context = _tar_context({}, members, empty_dirs=[root])
+        context = tar_context({}, members, empty_dirs=[root])
         repo, tag = ref.rsplit(":", 1)
         env_labels = self.client.images.get(env_ref).labels or {}
         labels = {**env_labels, BUNDLES_LABEL: ",".join(b.sha256 for b in bundles)}
@@ -252,7 +258,7 @@ class ImageBuilder:
         info = json.loads(output.strip().splitlines()[-1])
         info["id"] = image.id
         info["python_minor"] = ".".join(info["python"].split(".")[:2])
-        _atomic_write(cache, json.dumps(info))
+        atomic_write(cache, json.dumps(info))
         return info
 
     def preflight(self, ref: str, image_id: str, env: _Environment, bundle: Bundle) -> None:
@@ -265,7 +271,7 @@ class ImageBuilder:
         """
         manifest = bundle.manifest
         imports = sorted(manifest.get("imports", {}))
-        key = _digest(
+        key = digest(
             [
                 str(_PREFLIGHT_VERSION),
                 env.base_key,
@@ -297,7 +303,7 @@ class ImageBuilder:
             raise ImageBuildError(
                 f"the job cannot start in image {ref}; nothing was submitted:\n  {problems}"
             )
-        _atomic_write(marker, json.dumps(verdict))
+        atomic_write(marker, json.dumps(verdict))
 
     # ------------------------------------------------------------------ docker plumbing
 
@@ -395,7 +401,7 @@ class ImageBuilder:
     ) -> list[tuple[str, Path, str]]:
         if not code_dir:
             return []
-        return _FileHashCache(self.cache / "file-hashes.json").hash_all(files)
+        return FileHashCache(self.cache / "file-hashes.json").hash_all(files)
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -445,174 +451,3 @@ def _check_python(base_image: str, base_python: str) -> None:
             f"reliably under {there}. Use a base image with Python {here}, or submit from "
             f"Python {there}."
         )
-
-
-# ---------------------------------------------------------------------- files and contexts
-
-
-def _code_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Files of a code directory that a build would send, honouring .dockerignore."""
-    from docker.utils.build import exclude_paths
-
-    if not root.is_dir():
-        raise ImageBuildError(f"code_dir {root} is not a directory")
-    patterns: list[str] = []
-    ignore = root / ".dockerignore"
-    if ignore.exists():
-        patterns = [
-            line.strip()
-            for line in ignore.read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        ]
-    for rel in sorted(exclude_paths(str(root), patterns)):
-        path = root / rel
-        if path.is_file() and not path.is_symlink():
-            yield rel, path
-
-
-class _FileHashCache:
-    """sha256 of files, remembered by (size, mtime_ns, inode) between runs."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            self.entries: dict[str, list[Any]] = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            self.entries = {}
-
-    def hash_all(self, files: Iterable[tuple[str, Path]]) -> list[tuple[str, Path, str]]:
-        result, changed = [], False
-        for rel, path in files:
-            st = path.stat()
-            stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-            key = str(path.resolve())
-            entry = self.entries.get(key)
-            if entry is None or entry[:3] != stamp:
-                entry = [*stamp, _file_sha(path)]
-                self.entries[key] = entry
-                changed = True
-            result.append((rel, path, str(entry[3])))
-        if changed:
-            _atomic_write(self.path, json.dumps(self.entries))
-        return result
-
-
-def _tar_context(
-    files: dict[str, bytes],
-    members: Sequence[tuple[str, Path]],
-    empty_dirs: Sequence[str] = (),
-) -> io.BytesIO:
-    """A build context as an in-memory tar: generated files, then files/dirs from disk."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-        for name in empty_dirs:
-            info = tarfile.TarInfo(name)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-        for arcname, path in members:
-            tar.add(str(path), arcname=arcname, filter=_normalize_member)
-    buf.seek(0)
-    return buf
-
-
-def _normalize_member(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mode = (info.mode & 0o755) | 0o644
-    return info
-
-
-def _unique(bundles: Sequence[Bundle]) -> list[Bundle]:
-    seen: dict[str, Bundle] = {}
-    for b in bundles:
-        seen.setdefault(b.sha256, b)
-    return list(seen.values())
-
-
-def _file_sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _digest(parts: Iterable[str]) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------- push
-
-
-def push_image(image: JobImage | str, repo: str, *, quiet: bool | None = None) -> str:
-    """Pushes a job image to ``repo`` and returns it pinned by digest: ``repo@sha256:...``.
-
-    Uses the docker credentials of this user (``docker login``). Registry
-    errors (auth, unknown host, denied) become :class:`ImageBuildError` saying
-    what to do.
-    """
-    import docker.errors
-
-    client = docker_client()
-    ref = image.ref if isinstance(image, JobImage) else image
-    tag = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else "latest"
-    if quiet is None:
-        quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
-    try:
-        client.images.get(ref).tag(repo, tag)
-        stream = client.api.push(repo, tag=tag, stream=True, decode=True)
-        digest = None
-        for chunk in stream:
-            if "error" in chunk or "errorDetail" in chunk:
-                raise ImageBuildError(_push_error(repo, chunk.get("error", str(chunk))))
-            digest = chunk.get("aux", {}).get("Digest", digest)
-            if not quiet and chunk.get("status"):
-                progress = chunk.get("progress", "")
-                print(
-                    f"{chunk.get('id', '')} {chunk['status']} {progress}".strip(), file=sys.stderr
-                )
-    except docker.errors.APIError as err:
-        raise ImageBuildError(_push_error(repo, str(err.explanation or err))) from err
-    if digest is None:
-        raise ImageBuildError(f"pushing {repo}:{tag} reported no digest; check the registry")
-    return f"{repo}@{digest}"
-
-
-def _push_error(repo: str, message: str) -> str:
-    host = repo.split("/", 1)[0] if "/" in repo else "docker.io"
-    lowered = message.lower()
-    if (
-        "unauthorized" in lowered
-        or "authentication required" in lowered
-        or "no basic auth" in lowered
-    ):
-        return (
-            f"the registry {host} refused the push of {repo}: not logged in or wrong "
-            f"credentials. Run `docker login {host}` and submit again. ({message.strip()})"
-        )
-    if "denied" in lowered:
-        return (
-            f"the registry {host} denied the push of {repo}: your account may not write to "
-            f"this repository. ({message.strip()})"
-        )
-    if "no such host" in lowered or "connection refused" in lowered or "dial tcp" in lowered:
-        return (
-            f"cannot reach the registry {host} to push {repo}: check the image_repo host "
-            f"name and that the registry is up. ({message.strip()})"
-        )
-    return f"pushing {repo} failed: {message.strip()}"
