@@ -133,7 +133,7 @@ def make_bundle(
     kind = task_kind(task)
     script_text = task.text() if isinstance(task, Script) else None
     by_value = _by_value_modules(task, code_dirs)
-    pickled = pickle_task(task, code_dirs)
+    pickled = pickle_task(task, by_value)
     files = {"task.pkl": pickled}
     if script_text is not None:
         files["script.sh"] = script_text.encode()
@@ -226,36 +226,34 @@ def _return_type(fn: Any) -> type | None:
     return hint if isinstance(hint, type) else None
 
 
-def pickle_task(task: Any, code_dirs: tuple[str, ...] = ()) -> bytes:
-    """cloudpickle of ``task``, user modules by value; unpicklable parts named by path."""
-    modules = [sys.modules[name] for name in _by_value_modules(task, code_dirs)]
+def pickle_task(task: Any, by_value: set[str]) -> bytes:
+    """cloudpickle of ``task``, the modules ``by_value`` pickled by value.
+
+    On failure, each value is tried alone, and the error names the config path
+    of every one that cannot be pickled.
+    """
+    modules = [sys.modules[name] for name in by_value]
     _name_classes_stably([*modules, sys.modules["__main__"]])
-    check_picklable(task)
     with _registered_by_value(modules), _without_history(task):
         try:
             return cloudpickle.dumps(task, protocol=4)
-        except Exception as err:  # a failure check_picklable could not localize
-            raise BundleError(f"<root>: cannot pickle the task: {err}") from err
+        except Exception as err:
+            raise _unpicklable(task, err) from err
 
 
-def check_picklable(task: Any) -> None:
-    """Raises :class:`BundleError` naming each config path whose value cannot be pickled."""
-    try:
-        cloudpickle.dumps(task)
-        return
-    except Exception:
-        pass
+def _unpicklable(task: Any, err: Exception) -> BundleError:
+    """The error for a task that failed to pickle, naming the values that cannot be."""
     problems = []
     for path, value in iter_values(task):
         if isinstance(value, (fdl.Buildable, list, tuple, dict)):
             continue
         try:
             cloudpickle.dumps(value)
-        except Exception as err:
-            problems.append(f"{path}: {_short_error(err)}")
+        except Exception as value_err:
+            problems.append(f"{path}: {_short_error(value_err)}")
     if not problems:
-        problems.append("<root>: the task cannot be pickled")
-    raise BundleError(
+        problems.append(f"<root>: {_short_error(err)}")
+    return BundleError(
         "the task cannot be sent to a job, nothing was launched:\n  "
         + "\n  ".join(problems)
         + "\nMake these values configs of the calls that create them (run.Config(...)), "
