@@ -35,7 +35,8 @@ def submit(
     """
     executor = executor or _default_executor()
     records = Records()
-    job, bundle, plan = prepare(task, executor, name, experiment, records.job_dir)
+    job, bundle = prepare(task, executor, name, experiment, records.job_dir)
+    plan = executor.plan(bundle, job)
     executor.preflight()
     return launch_prepared(executor, job, bundle, plan, records)
 
@@ -96,7 +97,8 @@ def dryrun(task: Any, executor: Executor | None = None, name: str | None = None)
     executor = executor or _default_executor()
     tmp = Path(tempfile.mkdtemp(prefix="nemo-run-k8s-dryrun-"))
     try:
-        _, _, plan = prepare(task, executor, name, None, lambda job_id: tmp / job_id)
+        job, bundle = prepare(task, executor, name, None, lambda job_id: tmp / job_id)
+        plan = executor.plan(bundle, job)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return plan
@@ -104,15 +106,15 @@ def dryrun(task: Any, executor: Executor | None = None, name: str | None = None)
 
 def prepare(
     task: Any, executor: Executor, name: str | None, experiment: str | None, job_dir: Any
-) -> tuple[JobSpec, Bundle, Plan]:
-    """Validates and bundles a task and plans its launch (no backend I/O)."""
+) -> tuple[JobSpec, Bundle]:
+    """Validates and bundles a task (no backend I/O); the executor plans it next."""
     task_kind(task)
     check_callable(task)
     name = name or _default_name(task)
     job_id = new_job_id(name)
     job = JobSpec(job_id=job_id, name=name, job_dir=Path(job_dir(job_id)), experiment=experiment)
     bundle = make_bundle(task, job.job_dir / "bundle", executor.resources(), _code_dirs(executor))
-    return job, bundle, executor.plan(bundle, job)
+    return job, bundle
 
 
 def new_job_id(name: str) -> str:

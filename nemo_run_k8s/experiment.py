@@ -100,10 +100,10 @@ class Experiment:
             (e, *prepare(e.task, e.executor, e.name, self.id, records.job_dir))
             for e in self._entries
         ]
-        for entry, *_ in prepared:
-            entry.executor.preflight()
-        images = self._shared_images([(e.executor, bundle) for e, _, bundle, _ in prepared])
-        for entry, job, bundle, _ in prepared:
+        for executor in {id(e.executor): e.executor for e in self._entries}.values():
+            executor.preflight()  # once per executor: a sweep shares one
+        images = self._shared_images([(e.executor, bundle) for e, _, bundle in prepared])
+        for entry, job, bundle in prepared:
             key = _image_key(entry.executor)
             if key is not None:
                 job = dataclasses.replace(job, image=images[key])
