@@ -15,7 +15,7 @@ import shutil
 from typing import Any
 
 from nemo_run_k8s.errors import InvalidOptionError
-from nemo_run_k8s.executors.base import JobSpec
+from nemo_run_k8s.executors.base import JobSpec, node_env
 from nemo_run_k8s.labels import LABEL_PREFIX, job_labels
 from nemo_run_k8s.script import _check_env
 
@@ -61,26 +61,6 @@ def network_name(job_id: str) -> str:
 
 def container_name(job_id: str, node: int) -> str:
     return f"{job_id}-node-{node}"
-
-
-def node_env(node: int, master: str, port: int, num_nodes: int, nproc: int) -> dict[str, str]:
-    """The environment the Kubeflow operator sets on PyTorchJob pods, for ``node``."""
-    env = {
-        "MASTER_ADDR": master,
-        "MASTER_PORT": str(port),
-        "WORLD_SIZE": str(num_nodes * nproc),
-        "RANK": str(node),
-        "PET_MASTER_ADDR": master,
-        "PET_MASTER_PORT": str(port),
-        "PET_NNODES": str(num_nodes),
-        "PET_NODE_RANK": str(node),
-        "PET_NPROC_PER_NODE": str(nproc),
-        "PYTHONUNBUFFERED": "1",
-    }
-    if nproc > 1:  # torchrun prefixes every worker line with its node and global rank
-        env["PET_TEE"] = "3"
-        env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = f"[node{node} rank${{rank}}] "
-    return env
 
 
 def container_spec(

@@ -117,6 +117,30 @@ class Plan:
 Handle = dict[str, Any]
 
 
+def node_env(node: int, master: str, port: int, num_nodes: int, nproc: int) -> dict[str, str]:
+    """The environment the Kubeflow operator sets on PyTorchJob pods, for ``node``.
+
+    The local and Docker executors give their processes and containers the same
+    variables, so one entrypoint runs unchanged in all three places.
+    """
+    env = {
+        "MASTER_ADDR": master,
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": str(num_nodes * nproc),
+        "RANK": str(node),
+        "PET_MASTER_ADDR": master,
+        "PET_MASTER_PORT": str(port),
+        "PET_NNODES": str(num_nodes),
+        "PET_NODE_RANK": str(node),
+        "PET_NPROC_PER_NODE": str(nproc),
+        "PYTHONUNBUFFERED": "1",
+    }
+    if nproc > 1:  # torchrun prefixes every worker line with its node and global rank
+        env["PET_TEE"] = "3"
+        env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = f"[node{node} rank${{rank}}] "
+    return env
+
+
 class Executor(abc.ABC):
     """Where and how a job runs. One subclass (and one module) per backend."""
 

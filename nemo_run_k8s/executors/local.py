@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
-from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources
+from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources, node_env
 from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
 from nemo_run_k8s.script import _check_env
 
@@ -69,7 +69,10 @@ class LocalExecutor(HostExecutor):
             documents=[
                 {
                     "command": command,
-                    "env": {**_dist_env(self.nproc_per_node, port=0), **(self.env_vars or {})},
+                    "env": {
+                        **node_env(0, "127.0.0.1", 0, num_nodes=1, nproc=self.nproc_per_node),
+                        **(self.env_vars or {}),
+                    },
                     "workdir": self.workdir or os.getcwd(),
                     "logs": str(job.job_dir / "logs" / "node-0.log"),
                 }
@@ -81,7 +84,7 @@ class LocalExecutor(HostExecutor):
         log_file = Path(spec["logs"])
         log_file.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **spec["env"]}
-        env["MASTER_PORT"] = str(_free_port())
+        env["MASTER_PORT"] = env["PET_MASTER_PORT"] = str(_free_port())
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p
         )
@@ -136,19 +139,6 @@ class LocalExecutor(HostExecutor):
             _signal_group(pgid, signal.SIGKILL)
             while _groupalive(pgid):
                 time.sleep(0.05)
-
-
-def _dist_env(nproc: int, port: int) -> dict[str, str]:
-    """The environment the Kubeflow operator gives a single-node PyTorchJob pod."""
-    return {
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-        "WORLD_SIZE": "1",
-        "RANK": "0",
-        "PET_NNODES": "1",
-        "PET_NODE_RANK": "0",
-        "PET_NPROC_PER_NODE": str(nproc),
-    }
 
 
 def _free_port() -> int:
