@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s import docker_spec as ds
+from nemo_run_k8s.build_context import atomic_write
 from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors import _docker_supervisor as sup
 from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources
@@ -209,7 +210,7 @@ class DockerExecutor(HostExecutor):
                 for doc, cid in zip(containers, created, strict=True)
             ]
             _start_all(api, [n["id"] for n in spec["nodes"]])
-            _atomic_json(job.job_dir / sup.SPEC_FILE, spec)  # the supervisor's go
+            atomic_write(job.job_dir / sup.SPEC_FILE, json.dumps(spec, sort_keys=True))  # go
         except BaseException:
             # Ctrl-C or a refusal mid-launch: take down what exists, so nothing is left behind
             # (after the pool's calls in flight have returned, so none creates more later).
@@ -468,9 +469,3 @@ def _finish_unsupervised(handle: Handle) -> JobState:
             sup.copy_logs(api, node, sup.log_file(job_dir, node["node"]), follow=False)
     sup.finish(api, job_dir, spec, codes)
     return JobState(_read_exit(job_dir)["state"])  # type: ignore[index]
-
-
-def _atomic_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
