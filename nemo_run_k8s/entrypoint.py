@@ -92,7 +92,7 @@ def _run_task(bundle: Any, output: Path | None) -> int:
             _run_script(task, bundle.path / "script.sh")
             value = None
         else:
-            value = _call_task(task, bundle.manifest["task_kind"])
+            value = _call_task(task)
     except _Terminated:
         print("nemo_run_k8s: stopped by SIGTERM", file=sys.stderr, flush=True)
         return EXIT_TERMINATED
@@ -108,7 +108,7 @@ def _run_task(bundle: Any, output: Path | None) -> int:
     return EXIT_OK
 
 
-def _call_task(task: Any, kind: str) -> Any:
+def _call_task(task: Any) -> Any:
     import fiddle as fdl
 
     built = fdl.build(task)
