@@ -1,10 +1,18 @@
-"""LocalExecutor: runs a bundle through the entrypoint in a local subprocess.
+"""LocalExecutor: runs a bundle through the entrypoint in a local process.
 
 The embedded default: no Docker, no cluster. The job runs detached from the
-submitting process (its own process group, watched by a tiny supervisor that
-records the exit status), so it survives the submitter and any terminal can
-follow it by id. Logs go to ``<job dir>/logs/node-0.log``; rank 0's outcome to
-``<job dir>/output``.
+submitting process (its own session and process group, watched by a tiny
+supervisor that records the exit status), so it survives the submitter and any
+terminal can follow it by id. Logs go to ``<job dir>/logs/node-0.log``; rank
+0's outcome to ``<job dir>/output``.
+
+How the job process starts: where it is safe (Linux, a submitting process with
+a single thread; see ``_fork.py``) supervisor and job are forks of the
+submitting process, which has fiddle and cloudpickle imported already; the job
+then runs the entrypoint on the bundle as a new interpreter would (the task is
+unpickled from the bundle, not taken from the submitter's memory). Otherwise,
+or with ``fork=False``, they are new interpreters
+(``python -m nemo_run_k8s.entrypoint``).
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
+from nemo_run_k8s.executors import _supervisor
+from nemo_run_k8s.executors._fork import can_fork, detach, fork_child, wait_child
 from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources, node_env
 from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
 from nemo_run_k8s.script import _check_env
@@ -37,14 +47,20 @@ class LocalExecutor(HostExecutor):
       nproc_per_node: processes to start; more than one needs torch installed.
       env_vars: extra environment variables for the job (strings).
       workdir: the job's working directory (default: the current directory).
+      fork: start the job as a fork of the submitting process when that is safe,
+        which skips interpreter start-up and imports (~0.3 s). The job sees the
+        submitter's imported modules and ``sys.path``; its environment, working
+        directory, signals and exit handlers are its own. False: always a new
+        interpreter, as in a container.
     """
 
     nproc_per_node: int = 1
     env_vars: dict[str, str] | None = None
     workdir: str | None = None
+    fork: bool = True
 
     kind = "local"
-    poll_interval = 0.05  # state is a file and /proc: waiting adds at most 50 ms
+    poll_interval = 0.01  # state is a file and /proc: cheap to ask often
 
     def __post_init__(self) -> None:
         if not isinstance(self.nproc_per_node, int) or self.nproc_per_node < 1:
@@ -88,23 +104,21 @@ class LocalExecutor(HostExecutor):
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p
         )
-        command = [sys.executable, _SUPERVISOR, str(job.job_dir), str(log_file), "--"]
+        if not Path(spec["workdir"]).is_dir():
+            raise SubmissionError(f"the job's workdir {spec['workdir']} is not a directory")
         try:
-            proc = subprocess.Popen(
-                command + spec["command"],
-                env=env,
-                cwd=spec["workdir"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            if self.fork and can_fork():
+                pid = _fork_job(spec["command"], env, spec["workdir"], job.job_dir, log_file)
+                started = "fork"
+            else:
+                pid = _spawn_job(spec["command"], env, spec["workdir"], job.job_dir, log_file)
+                started = "new interpreter"
         except OSError as err:
             raise SubmissionError(f"cannot start the local job: {err}") from err
-        CHILDREN[proc.pid] = proc
         return {
-            "pid": proc.pid,
-            "start_time": start_time(proc.pid),
+            "pid": pid,
+            "start_time": start_time(pid),
+            "started": started,
             "job_dir": str(job.job_dir),
             "output_dir": str(job.job_dir / "output"),
             "log_files": [str(log_file)],
@@ -139,6 +153,45 @@ class LocalExecutor(HostExecutor):
             _signal_group(pgid, signal.SIGKILL)
             while _groupalive(pgid):
                 time.sleep(0.05)
+
+
+def _fork_job(
+    command: list[str], env: dict[str, str], workdir: str, job_dir: Path, log: Path
+) -> int:
+    """Supervisor and job as forks of this process; returns the supervisor's pid."""
+    from nemo_run_k8s import entrypoint
+
+    args = command[3:]  # what follows `python -m nemo_run_k8s.entrypoint`
+    argv = [entrypoint.__file__, *args]
+
+    def start(log_file: BinaryIO) -> int:
+        pid = fork_child(
+            lambda: entrypoint.main(args),
+            stdout_fd=log_file.fileno(),
+            env=env,
+            cwd=workdir,
+            argv=argv,
+        )
+        return wait_child(pid)
+
+    return detach(lambda: _supervisor.supervise(str(job_dir), str(log), start), stdout=os.devnull)
+
+
+def _spawn_job(
+    command: list[str], env: dict[str, str], workdir: str, job_dir: Path, log: Path
+) -> int:
+    """Supervisor and job as new interpreters; returns the supervisor's pid."""
+    proc = subprocess.Popen(
+        [sys.executable, _SUPERVISOR, str(job_dir), str(log), "--", *command],
+        env=env,
+        cwd=workdir,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    CHILDREN[proc.pid] = proc
+    return proc.pid
 
 
 def _free_port() -> int:

@@ -112,7 +112,8 @@ def test_function_from_unimportable_test_module_ships_by_value(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     train = importlib.import_module("user_train").train
-    job = run.submit(run.Partial(train, steps=4), executor(workdir="/"))
+    # A new interpreter, as in a container: it cannot import user_train (a fork could).
+    job = run.submit(run.Partial(train, steps=4), executor(workdir="/", fork=False))
     assert job.result(timeout=30) == {"loss": 0.25, "importable": False}
 
 
@@ -348,15 +349,19 @@ def test_logs_follow_yields_lines_while_the_job_runs(
     assert job.state() is run.JobState.SUCCEEDED
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "new-interpreter"])
 @pytest.mark.parametrize("kind", ["partial", "script"])
-def test_cancel_stops_a_sleeping_job_and_leaves_no_process(tmp_path: Path, kind: str) -> None:
+def test_cancel_stops_a_sleeping_job_and_leaves_no_process(
+    tmp_path: Path, kind: str, fork: bool
+) -> None:
     marker = tmp_path / "started"
     task = (
         run.Partial(sleep_forever, marker=str(marker))
         if kind == "partial"
         else run.Script(inline=f"touch {marker}\nsleep 300\n")
     )
-    job = run.submit(task, executor())
+    job = run.submit(task, executor(fork=fork))
+    assert job.record.handle["started"] == ("fork" if fork else "new interpreter")
     deadline = time.monotonic() + 20
     while not marker.exists():
         assert time.monotonic() < deadline, list(job.logs())
