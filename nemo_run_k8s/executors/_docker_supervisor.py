@@ -1,18 +1,23 @@
 """Watches the containers of one Docker job; stops them all when one fails.
 
-Run as a script, detached from the submitter (``python _docker_supervisor.py
-JOB_DIR``), so it needs only the standard library and the docker SDK and
-outlives the process that submitted the job. It reads ``JOB_DIR/docker.json``
-(what :mod:`docker_executor` launched) and then:
+Started detached from the submitter, so it outlives the process that submitted
+the job: as a fork of the submitter calling :func:`watch` where that is safe
+(see ``_fork.py``), otherwise as a script (``python _docker_supervisor.py
+JOB_DIR GO_FD``) that needs only the standard library and the docker SDK. It
+waits for the submitter's word on the pipe ``GO_FD`` (the containers are
+started; nothing comes if the launch failed or the submitter died, and it then
+exits), reads ``JOB_DIR/docker.json`` (what :mod:`docker_executor` launched)
+and then:
 
 - copies each container's output into ``JOB_DIR/logs/node-<i>.log`` as it is
   written, each line prefixed with its node and rank, so the logs outlive the
   containers;
 - waits for every container; the first that exits non-zero fails the job and
   the others are stopped at once (SIGTERM, then SIGKILL after a grace period);
-- when all have exited, removes the containers and the network, then writes
-  ``JOB_DIR/exit.json`` (state, exit code per node, reason). ``exit.json`` is
-  written last: a job whose state is final holds nothing any more.
+- when all have exited, removes the containers, writes ``JOB_DIR/exit.json``
+  (state, exit code per node, reason), then removes the network: a job whose
+  state is final has no container left, and its empty network goes a moment
+  later (see :func:`finish`).
 
 The same functions finish a job whose supervisor died (``state()`` calls
 :func:`finish` then), which is why this file is also importable as a module.
@@ -34,9 +39,9 @@ from typing import Any
 SPEC_FILE = "docker.json"
 EXIT_FILE = "exit.json"
 CANCEL_FILE = "cancel-requested"
+NETWORK_REMOVED_FILE = "network-removed"
 STOP_GRACE_SECONDS = 10
 _LOG_JOIN_SECONDS = 10.0
-_SPEC_WAIT_SECONDS = 120.0
 _STOPPED_CODES = (143, 137)  # SIGTERM, SIGKILL: how a stopped node ends
 
 
@@ -99,6 +104,11 @@ def stop_all(api: Any, container_ids: Iterable[str], grace: int = STOP_GRACE_SEC
 
 def remove_all(api: Any, spec: dict[str, Any]) -> None:
     """Removes the job's containers (forced) and then its network (if any)."""
+    remove_containers(api, spec)
+    remove_network(api, spec)
+
+
+def remove_containers(api: Any, spec: dict[str, Any]) -> None:
     import docker.errors
 
     def remove(cid: str) -> None:
@@ -106,6 +116,12 @@ def remove_all(api: Any, spec: dict[str, Any]) -> None:
             api.remove_container(cid, force=True)
 
     _in_parallel(remove, [n["id"] for n in spec["nodes"]])
+
+
+def remove_network(api: Any, spec: dict[str, Any]) -> None:
+    """Removes the job's network once its containers are gone (Docker needs a moment)."""
+    import docker.errors
+
     if not spec.get("network_id"):
         return
     for attempt in range(20):  # endpoints are released a moment after removal
@@ -163,10 +179,19 @@ def finish(
     codes: dict[int, int | None],
     first_failed: int | None = None,
 ) -> None:
-    """Removes everything the job holds, then records how it ended."""
+    """Removes the job's containers, records how it ended, then removes its network.
+
+    The state is final once no container is left. The network, empty by then,
+    goes right after: removing a bridge network takes Docker ~0.15 s, which
+    nobody waiting for the result needs to wait for. ``network-removed`` says
+    it is gone (``DockerExecutor.state`` finishes the removal should this
+    process die in between).
+    """
     state, reason = final_state(job_dir, codes, first_failed)
-    remove_all(api, spec)
+    remove_containers(api, spec)
     write_exit(job_dir, state, reason, codes)
+    remove_network(api, spec)
+    (job_dir / NETWORK_REMOVED_FILE).touch()
 
 
 def load_spec(job_dir: Path) -> dict[str, Any]:
@@ -227,24 +252,29 @@ def _in_parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
         thread.join()
 
 
-def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: _docker_supervisor.py JOB_DIR", file=sys.stderr)
-        return 2
+GO = b"go"
+
+
+def watch(job_dir: Path, go_fd: int) -> int:
+    """Waits for the submitter's go on ``go_fd``, then supervises the job in ``job_dir``."""
     import docker
 
-    job_dir = Path(sys.argv[1])
-    # Started while the containers are being created: docker.json appears once they run.
-    deadline = time.monotonic() + _SPEC_WAIT_SECONDS
-    while not (job_dir / SPEC_FILE).exists():
-        if time.monotonic() > deadline:
-            print(f"no {SPEC_FILE} after {_SPEC_WAIT_SECONDS} s: the launch did not finish")
+    # Started before the containers are created: the go comes once they all run.
+    with os.fdopen(go_fd, "rb") as go:
+        if go.read() != GO:
+            print("the launch did not finish (the submitter failed or was stopped)")
             return 1
-        time.sleep(0.005)
     spec = load_spec(job_dir)
     api = docker.from_env(timeout=None).api  # the submitter's DOCKER_HOST, no read timeout
     supervise(api, job_dir, spec)
     return 0
+
+
+def main() -> int:
+    if len(sys.argv) != 3:
+        print("usage: _docker_supervisor.py JOB_DIR GO_FD", file=sys.stderr)
+        return 2
+    return watch(Path(sys.argv[1]), int(sys.argv[2]))
 
 
 if __name__ == "__main__":

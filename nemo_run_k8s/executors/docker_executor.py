@@ -12,11 +12,13 @@ both places.
 Who watches the job once ``submit`` has returned: a small supervisor process
 (``_docker_supervisor.py``), started detached from the submitter. It copies
 every container's output into ``<job dir>/logs`` (prefixed with node and
-rank), stops all nodes as soon as one fails, removes the containers and the
-network when all have ended, and only then writes ``<job dir>/exit.json``. So
-a final state means nothing is left running or lying around, and the logs and
-rank 0's result (``<job dir>/output``, bind-mounted into node 0) stay on the
-host. Should the supervisor die, the next ``state()`` call reads the
+rank), stops all nodes as soon as one fails, removes the containers when all
+have ended, and only then writes ``<job dir>/exit.json``; last it removes the
+job's network (Docker takes ~0.15 s for that, which a user waiting for the
+result does not wait for). So a final state means no container is left, the
+empty network goes a moment later (``cancel()`` returns once it has), and the
+logs and rank 0's result (``<job dir>/output``, bind-mounted into node 0) stay
+on the host. Should the supervisor die, the next ``state()`` call reads the
 containers from Docker and finishes the job itself.
 
 The pure half (option checks, per-node environment, container specs, the GPU
@@ -39,6 +41,7 @@ from nemo_run_k8s import docker_spec as ds
 from nemo_run_k8s.build_context import atomic_write
 from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors import _docker_supervisor as sup
+from nemo_run_k8s.executors._fork import can_fork, detach
 from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources
 from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
 from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
@@ -83,7 +86,7 @@ class DockerExecutor(HostExecutor):
     master_port: int = 29500
 
     kind = "docker"
-    poll_interval = 0.1  # a file read, and one Docker query while the job runs
+    poll_interval = 0.02  # a file read and /proc while the job runs: cheap to ask often
 
     def __post_init__(self) -> None:
         ds.check_int("num_nodes", self.num_nodes, 1)
@@ -170,9 +173,9 @@ class DockerExecutor(HostExecutor):
     def launch(self, plan: Plan, bundle: Any, job: JobSpec) -> Handle:
         """Builds the image, creates network and containers, starts them, hands over.
 
-        The network is created while the image is built, and the supervisor
-        starts (it imports the docker SDK) while the containers are created and
-        started; it begins watching once ``docker.json`` says what to watch.
+        The supervisor starts first (a fork of this process, before the thread
+        pool exists; see ``_fork.py``) and waits for the go on a pipe; the
+        network is created while the image is built.
         """
         from concurrent.futures import ThreadPoolExecutor
 
@@ -184,7 +187,14 @@ class DockerExecutor(HostExecutor):
             (job.job_dir / sub).mkdir(parents=True, exist_ok=True)
         network_doc, *containers = plan.documents
         spec: dict[str, Any] = {"network_id": None, "nodes": []}
-        supervisor = None
+        go_read, go_write = os.pipe()
+        try:
+            supervisor = _start_supervisor(job.job_dir, go_read, go_write)
+        except BaseException:
+            os.close(go_write)
+            raise
+        finally:
+            os.close(go_read)
         pool = ThreadPoolExecutor(max_workers=max(2, len(containers)))
         try:
             network = pool.submit(_create_network, api, network_doc)
@@ -196,7 +206,6 @@ class DockerExecutor(HostExecutor):
                     image_ref, env_ref = image.ref, image.env_ref
             finally:
                 spec["network_id"] = network.result()
-            supervisor = _spawn_supervisor(job.job_dir)
             env = [{**doc["env"], **(self.secret_env_vars or {})} for doc in containers]
             created = pool.map(
                 _create_container,
@@ -210,17 +219,18 @@ class DockerExecutor(HostExecutor):
                 for doc, cid in zip(containers, created, strict=True)
             ]
             _start_all(api, [n["id"] for n in spec["nodes"]])
-            atomic_write(job.job_dir / sup.SPEC_FILE, json.dumps(spec, sort_keys=True))  # go
+            atomic_write(job.job_dir / sup.SPEC_FILE, json.dumps(spec, sort_keys=True))
+            os.write(go_write, sup.GO)
         except BaseException:
             # Ctrl-C or a refusal mid-launch: take down what exists, so nothing is left behind
             # (after the pool's calls in flight have returned, so none creates more later).
+            # The supervisor gets no go and exits.
             pool.shutdown(wait=True, cancel_futures=True)
-            if supervisor is not None:
-                CHILDREN[supervisor["pid"]].kill()
             _remove_partial(api, job.job_id, spec)
             raise
         finally:
-            pool.shutdown(wait=False)
+            os.close(go_write)
+            pool.shutdown(wait=True)
         return {
             "job_id": job.job_id,
             "job_dir": str(job.job_dir),
@@ -240,9 +250,11 @@ class DockerExecutor(HostExecutor):
         job_dir = Path(handle["job_dir"])
         final = _read_exit(job_dir)
         if final is not None:
+            if not alive(handle["supervisor"]):
+                _remove_network_left(job_dir)
             return JobState(final["state"])
         if alive(handle["supervisor"]):
-            return _live_state(handle)
+            return JobState.RUNNING  # launch returns once every container has started
         return _finish_unsupervised(handle)
 
     @classmethod
@@ -265,8 +277,22 @@ class DockerExecutor(HostExecutor):
                 break
             time.sleep(0.05)
         if _read_exit(job_dir) is None:  # the supervisor is stuck: finish here
-            sup.remove_all(_api(), spec)
+            sup.remove_containers(_api(), spec)
             sup.write_exit(job_dir, "CANCELLED", "cancelled", {})
+        while alive(handle["supervisor"]) and time.monotonic() < deadline:
+            time.sleep(0.02)  # it removes the network last
+        _remove_network_left(job_dir)
+
+
+def _remove_network_left(job_dir: Path) -> None:
+    """Removes a finished job's network if its supervisor ended before it could."""
+    if (job_dir / sup.NETWORK_REMOVED_FILE).exists():
+        return
+    try:
+        sup.remove_network(_api(), sup.load_spec(job_dir))
+    except Exception:  # no engine now, or no spec: the next look tries again
+        return
+    (job_dir / sup.NETWORK_REMOVED_FILE).touch()
 
 
 def _host_gpu_count() -> int | None:
@@ -387,23 +413,37 @@ def _start_all(api: Any, ids: list[str]) -> None:
         raise SubmissionError(f"cannot start the job's containers: {errors[0]}")
 
 
-def _spawn_supervisor(job_dir: Path) -> dict[str, Any]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-    with open(job_dir / "supervisor.log", "ab") as log:
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, _SUPERVISOR, str(job_dir)],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # survives the submitter and its Ctrl-C
+def _start_supervisor(job_dir: Path, go_read: int, go_write: int) -> dict[str, Any]:
+    """Starts the job's supervisor, detached; it reads the go from ``go_read``."""
+    log = job_dir / "supervisor.log"
+    try:
+        if can_fork():
+
+            def body() -> int:
+                os.close(go_write)  # or the supervisor would never see the end of the pipe
+                return sup.watch(job_dir, go_read)
+
+            pid = detach(body, stdout=str(log))
+        else:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p
             )
-        except OSError as err:
-            raise SubmissionError(f"cannot start the job's supervisor: {err}") from err
-    CHILDREN[proc.pid] = proc
-    return {"pid": proc.pid, "start_time": start_time(proc.pid)}
+            with open(log, "ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, _SUPERVISOR, str(job_dir), str(go_read)],
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(go_read,),
+                    start_new_session=True,  # survives the submitter and its Ctrl-C
+                )
+            CHILDREN[proc.pid] = proc
+            pid = proc.pid
+    except OSError as err:
+        raise SubmissionError(f"cannot start the job's supervisor: {err}") from err
+    return {"pid": pid, "start_time": start_time(pid)}
 
 
 def _remove_partial(api: Any, job_id: str, spec: dict[str, Any]) -> None:
@@ -426,16 +466,6 @@ def _read_exit(job_dir: Path) -> dict[str, Any] | None:
         return dict(json.loads((job_dir / sup.EXIT_FILE).read_text()))
     except FileNotFoundError:
         return None
-
-
-def _live_state(handle: Handle) -> JobState:
-    """RUNNING or PENDING, as Docker sees the job's containers now."""
-    containers = _api().containers(
-        all=True, filters={"label": f"{JOB_ID_LABEL}={handle['job_id']}"}
-    )
-    if containers and all(c["State"] == "created" for c in containers):
-        return JobState.PENDING
-    return JobState.RUNNING
 
 
 def _finish_unsupervised(handle: Handle) -> JobState:

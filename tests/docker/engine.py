@@ -5,20 +5,27 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.labels import JOB_ID_LABEL, JOB_NAME_LABEL
 
 
-def leftovers(client: Any, job_id: str) -> list[str]:
-    """Containers (any state) and networks still carrying the job's label."""
+def leftovers(client: Any, job_id: str, network_grace: float = 10.0) -> list[str]:
+    """Containers (any state) with the job's label now, and its networks after a grace time.
+
+    A final state means no container is left; the supervisor removes the job's
+    (empty) network right after, so networks get ``network_grace`` seconds to go.
+    """
     label = {"label": f"{JOB_ID_LABEL}={job_id}"}
     containers = [
         f"container {c['Names'][0]}" for c in client.api.containers(all=True, filters=label)
     ]
-    networks = [f"network {n['Name']}" for n in client.api.networks(filters=label)]
-    return containers + networks
+    deadline = time.monotonic() + network_grace
+    while (networks := client.api.networks(filters=label)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return containers + [f"network {n['Name']}" for n in networks]
 
 
 def by_job_name(client: Any, name: str) -> list[str]:

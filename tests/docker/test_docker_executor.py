@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +16,9 @@ import pytest
 import nemo_run_k8s as run
 from nemo_run_k8s import docker_spec
 from nemo_run_k8s.errors import InvalidOptionError, JobFailed
-from nemo_run_k8s.executors import docker_executor
+from nemo_run_k8s.executors import docker_executor, host
 from nemo_run_k8s.executors.base import JobState
+from nemo_run_k8s.labels import JOB_ID_LABEL
 from nemo_run_k8s.records import Records
 from tests.docker.engine import by_job_name, leftovers
 
@@ -118,6 +120,35 @@ def test_env_contract_and_followed_logs(base_image: str, docker_client: Any) -> 
         ) in followed
     assert job.result()["RANK"] == "0"
     assert leftovers(docker_client, job.id) == []
+
+
+def test_final_state_leaves_no_container_and_the_network_goes_right_after(
+    base_image: str, docker_client: Any
+) -> None:
+    job = run.run(
+        run.Partial(show_env, steps=0), run.DockerExecutor(num_nodes=2, base_image=base_image)
+    )
+    assert job.state() is JobState.SUCCEEDED
+    assert [x for x in leftovers(docker_client, job.id, network_grace=0) if "container" in x] == []
+    assert leftovers(docker_client, job.id) == []  # the supervisor removed the network
+    job_dir = Path(job.record.job_dir)
+    deadline = time.monotonic() + 10
+    while host.alive(job.record.handle["supervisor"]):
+        assert time.monotonic() < deadline, "the supervisor did not exit"
+        time.sleep(0.05)
+    assert (job_dir / "network-removed").exists()
+
+    # A supervisor that died between the final state and the network's removal: the next
+    # look at the job removes what it left.
+    network = docker_client.api.create_network(
+        docker_spec.network_name(job.id), labels={JOB_ID_LABEL: job.id}
+    )
+    spec = json.loads((job_dir / "docker.json").read_text())
+    (job_dir / "docker.json").write_text(json.dumps({**spec, "network_id": network["Id"]}))
+    (job_dir / "network-removed").unlink()
+    assert run.Job.from_id(job.id).state() is JobState.SUCCEEDED
+    assert leftovers(docker_client, job.id, network_grace=0) == []
+    assert (job_dir / "network-removed").exists()
 
 
 def test_failing_node_fails_the_job_and_stops_the_others(
