@@ -6,9 +6,6 @@ and ``launch`` sends what they return (with the image and secret values filled i
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import functools
 import os
 import re
 import shutil
@@ -27,29 +24,6 @@ SECRET_MASK = "<secret: set at run time>"
 _RESERVED_ENV = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PYTHONUNBUFFERED"}
 _RESERVED_PREFIXES = ("PET_", "NEMO_RUN_K8S_", "TORCHELASTIC_")
 _SHM_SIZE = re.compile(r"^([0-9]+)\s*([bkmgBKMG]?)(?:i|iB|B)?$")  # 8g, 8G, 8Gi, 8GB
-
-
-def reject_unknown_options(cls: type) -> type:
-    """Turns a misspelt option into an InvalidOptionError that lists the right ones."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    init = cls.__dict__["__init__"]
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - set(names))
-        if unknown:
-            hints = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, names, n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise InvalidOptionError(
-                f"{cls.__name__} has no option {', '.join(hints)}; its options are: "
-                + ", ".join(names)
-            )
-        init(self, *args, **kwargs)
-
-    setattr(cls, "__init__", __init__)  # noqa: B010
-    return cls
 
 
 # ---------------------------------------------------------------------- pure builders

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import functools
 import importlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -223,6 +224,33 @@ _BACKENDS = {
     "docker": "nemo_run_k8s.executors.docker_executor:DockerExecutor",
     "k8s": "nemo_run_k8s.executors.k8s_executor:KubernetesExecutor",
 }
+
+
+def reject_unknown_options(cls: type) -> type:
+    """Turns a misspelt executor option into an InvalidOptionError that lists the right ones."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    init = cls.__dict__["__init__"]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            import difflib
+
+            from nemo_run_k8s.errors import InvalidOptionError
+
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, names, n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise InvalidOptionError(
+                f"{cls.__name__} has no option {', '.join(hints)}; its options are: "
+                + ", ".join(names)
+            )
+        init(self, *args, **kwargs)
+
+    setattr(cls, "__init__", __init__)  # noqa: B010
+    return cls
 
 
 def backend_class(kind: str) -> type[Executor]:

@@ -42,7 +42,14 @@ from nemo_run_k8s.build_context import atomic_write
 from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors import _docker_supervisor as sup
 from nemo_run_k8s.executors._fork import can_fork, detach
-from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources
+from nemo_run_k8s.executors.base import (
+    Handle,
+    JobSpec,
+    JobState,
+    Plan,
+    Resources,
+    reject_unknown_options,
+)
 from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
 from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
 
@@ -51,7 +58,7 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _CANCEL_WAIT_SECONDS = 30.0
 
 
-@ds.reject_unknown_options
+@reject_unknown_options
 @dataclasses.dataclass
 class DockerExecutor(HostExecutor):
     """Runs the job in local Docker containers, one per node.

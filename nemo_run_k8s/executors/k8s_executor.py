@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from nemo_run_k8s import k8s_client as kc
 from nemo_run_k8s import labels as k8s_labels
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
-from nemo_run_k8s.executors.base import Executor, Handle, JobSpec, JobState, Plan, Resources
+from nemo_run_k8s.executors.base import (
+    Executor,
+    Handle,
+    JobSpec,
+    JobState,
+    Plan,
+    Resources,
+    reject_unknown_options,
+)
 from nemo_run_k8s.k8s_options import KubernetesOptions
 from nemo_run_k8s.pytorchjob import (
     GROUP,
@@ -61,6 +69,7 @@ class ListedJob:
 # --- the executor -------------------------------------------------------------------------
 
 
+@reject_unknown_options
 @dataclasses.dataclass(kw_only=True)
 class KubernetesExecutor(KubernetesOptions, Executor):
     """Runs a job as a Kubeflow PyTorchJob: ``num_nodes`` pods of ``nproc_per_node`` processes.

@@ -31,7 +31,15 @@ from typing import Any, BinaryIO
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
 from nemo_run_k8s.executors import _supervisor
 from nemo_run_k8s.executors._fork import can_fork, detach, fork_child, wait_child
-from nemo_run_k8s.executors.base import Handle, JobSpec, JobState, Plan, Resources, node_env
+from nemo_run_k8s.executors.base import (
+    Handle,
+    JobSpec,
+    JobState,
+    Plan,
+    Resources,
+    node_env,
+    reject_unknown_options,
+)
 from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
 from nemo_run_k8s.script import _check_env
 
@@ -39,6 +47,7 @@ _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
+@reject_unknown_options
 @dataclasses.dataclass
 class LocalExecutor(HostExecutor):
     """Runs the job as a local process (``nproc_per_node`` > 1 uses torchrun).
@@ -106,13 +115,16 @@ class LocalExecutor(HostExecutor):
         )
         if not Path(spec["workdir"]).is_dir():
             raise SubmissionError(f"the job's workdir {spec['workdir']} is not a directory")
+        args = (spec["command"], env, spec["workdir"], job.job_dir, log_file)
+        pid, started = None, "new interpreter"
+        if self.fork and can_fork():
+            try:
+                pid, started = _fork_job(*args), "fork"
+            except OSError:  # e.g. no memory for a copy of a large process: a new one may fit
+                pass
         try:
-            if self.fork and can_fork():
-                pid = _fork_job(spec["command"], env, spec["workdir"], job.job_dir, log_file)
-                started = "fork"
-            else:
-                pid = _spawn_job(spec["command"], env, spec["workdir"], job.job_dir, log_file)
-                started = "new interpreter"
+            if pid is None:
+                pid = _spawn_job(*args)
         except OSError as err:
             raise SubmissionError(f"cannot start the local job: {err}") from err
         return {

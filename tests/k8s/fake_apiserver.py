@@ -14,6 +14,7 @@ executor really does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -65,6 +66,36 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
+class _Server(ThreadingHTTPServer):
+    """Closes the clients' kept-alive connections on close, so no handler thread outlives it.
+
+    (A thread left behind would make the test process multi-threaded, which the
+    LocalExecutor checks before it forks.)
+    """
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.connections: set[socket.socket] = set()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        self.connections.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        super().server_close()
+
+
 class FakeApiServer:
     """A threaded fake API server on 127.0.0.1; use as a context manager."""
 
@@ -77,8 +108,7 @@ class FakeApiServer:
         self._jobs: dict[tuple[str, str], SimJob] = {}
         self._failures: list[tuple[str, str, int, dict[str, Any], int]] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -91,7 +121,8 @@ class FakeApiServer:
 
     def __exit__(self, *exc: object) -> None:
         self._httpd.shutdown()
-        self._httpd.server_close()
+        self._httpd.server_close()  # ends open connections and joins their threads
+        self._thread.join()
 
     # --- scripting ---
 

@@ -301,8 +301,10 @@ def test_bad_options_are_rejected_with_the_option_named(options: dict, message: 
     assert str(info.value).startswith("KubernetesExecutor option")
 
 
-def test_unknown_option_is_a_type_error_naming_it() -> None:
-    with pytest.raises(TypeError, match="gpus_per_nod"):
+def test_unknown_option_is_refused_naming_the_right_one() -> None:
+    with pytest.raises(
+        InvalidOptionError, match=r"'gpus_per_nod' \(did you mean 'gpus_per_node'\?\)"
+    ):
         KubernetesExecutor(image_repo="r.example.com/j", gpus_per_nod=8)  # type: ignore[call-arg]
 
 

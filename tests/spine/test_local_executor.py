@@ -166,6 +166,14 @@ def test_invalid_options_are_refused() -> None:
         run.LocalExecutor(nproc_per_node=0)
     with pytest.raises(run.InvalidOptionError, match="must be a string"):
         run.LocalExecutor(env_vars={"SEED": 1})  # type: ignore[dict-item]
+    with pytest.raises(
+        run.InvalidOptionError, match=r"'nprocs_per_node' \(did you mean 'nproc_per_node'\?\)"
+    ):
+        run.LocalExecutor(nprocs_per_node=2)  # type: ignore[call-arg]
+    with pytest.raises(
+        run.InvalidOptionError, match=r"'namespaces' \(did you mean 'namespace'\?\)"
+    ):
+        run.KubernetesExecutor(namespaces="ml")  # type: ignore[call-arg]
 
 
 # --------------------------------------------------------------------------- scripts (the guide)

@@ -6,6 +6,7 @@ fork (one thread) is known and its exit handlers really run.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import nemo_run_k8s as run
 from tests.spine.conftest import REPO_ROOT, child_env
 
 
@@ -124,3 +126,17 @@ def test_submitter_that_cannot_fork_safely_starts_a_new_interpreter(reason: str)
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["new", "interpreter", "2"]
+
+
+def test_failed_fork_falls_back_to_a_new_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nemo_run_k8s.executors._fork import can_fork
+    from tests.spine.test_local_executor import add
+
+    def no_memory() -> int:  # what a copy of a large process may meet under strict overcommit
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    assert can_fork()  # this process would fork, were it not for the failure below
+    monkeypatch.setattr(os, "fork", no_memory)
+    job = run.submit(run.Partial(add, a=1), run.LocalExecutor())
+    assert job.record.handle["started"] == "new interpreter"
+    assert job.result(timeout=60) == 2
