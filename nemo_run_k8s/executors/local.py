@@ -93,6 +93,12 @@ class LocalExecutor(HostExecutor):
             job,
             documents=[
                 {
+                    "start": (
+                        "as a fork of the submitting process, which runs the entrypoint as "
+                        "`command` would, if it has one thread; else `command`"
+                        if self.fork
+                        else "`command`, a new interpreter"
+                    ),
                     "command": command,
                     "env": {
                         **node_env(0, "127.0.0.1", 0, num_nodes=1, nproc=self.nproc_per_node),

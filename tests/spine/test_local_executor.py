@@ -157,6 +157,10 @@ def test_dryrun_is_printable_and_has_no_side_effects(home: Path) -> None:
     assert "# bundle sha256: " in text
     assert "#   a = 1" in text and "#   b = 2" in text
     assert "nemo_run_k8s.entrypoint" in text
+    assert "start: as a fork of the submitting process" in text  # how it would start
+    assert "start: '`command`, a new interpreter'" in str(
+        run.dryrun(run.Partial(add, a=1), executor(fork=False))
+    )
     assert jobs_created(home) == []
     assert not (home / "jobs.sqlite3").exists()
 
