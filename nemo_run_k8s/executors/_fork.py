@@ -23,8 +23,10 @@ database connections) must not run in a copy of the parent.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import signal
+import stat
 import sys
 import threading
 import traceback
@@ -47,14 +49,15 @@ def can_fork() -> bool:
         return False
 
 
-def detach(body: Callable[[], int], *, stdout: str) -> int:
+def detach(body: Callable[[], int], *, stdout: str, keep_fds: tuple[int, ...] = ()) -> int:
     """Runs ``body()`` in a new session forked from this process; returns its pid.
 
     A double fork: the middle process exits at once, so the detached process is
     adopted by init and never lingers as a zombie of this one; it is out of this
     terminal's reach (Ctrl-C here does not stop it) and leads its own process
     group (its pid is the group id). Its standard output and error go to the
-    file ``stdout``; it inherits this process's other open files.
+    file ``stdout``. Of this process's other descriptors it keeps files and
+    ``keep_fds``; sockets and pipes are closed (see :func:`_close_sockets_and_pipes`).
     """
     _flush_stdio()  # or text buffered here would also be written by the child
     read_fd, write_fd = os.pipe()
@@ -67,7 +70,7 @@ def detach(body: Callable[[], int], *, stdout: str) -> int:
             if pid == 0:
                 os.close(write_fd)
                 os.setpgid(0, 0)  # leads its own process group: a cancel signals the group
-                _run(body, stdout=stdout)
+                _run(body, stdout=stdout, keep_fds=keep_fds)
             os.write(write_fd, str(pid).encode())
         finally:
             os._exit(0)
@@ -93,6 +96,7 @@ def fork_child(
     The child keeps this process's session and process group. Its standard
     output and error are ``stdout_fd``; its environment is exactly ``env`` (and
     ``PYTHONPATH`` entries there that are not on ``sys.path`` yet are added).
+    Inherited sockets and pipes are closed, as in :func:`detach`.
     """
     _flush_stdio()
     pid = os.fork()
@@ -118,11 +122,12 @@ def _run(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     argv: list[str] | None = None,
+    keep_fds: tuple[int, ...] = (),
 ) -> None:
     """The child side: becomes a clean process, runs ``body``, exits. Never returns."""
     code = 1
     try:
-        _become(stdout, env, cwd, argv)
+        _become(stdout, env, cwd, argv, keep_fds)
         code = body()
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
@@ -137,7 +142,11 @@ def _become(
     env: Mapping[str, str] | None,
     cwd: str | None,
     argv: list[str] | None,
+    keep_fds: tuple[int, ...],
 ) -> None:
+    # The parent's objects stay as they were: never finalized here by the cyclic collector,
+    # so none closes a descriptor number the child has since reused.
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for name in _RESET_SIGNALS:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
@@ -148,6 +157,8 @@ def _become(
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    keep = {*keep_fds, stdout} if isinstance(stdout, int) else set(keep_fds)
+    _close_sockets_and_pipes(keep)
     if isinstance(stdout, str):
         out = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(out, 1)
@@ -174,6 +185,27 @@ def _become(
     numpy = sys.modules.get("numpy")
     if numpy is not None:  # a new interpreter seeds numpy's global generator afresh; so do we
         numpy.random.seed()
+
+
+def _close_sockets_and_pipes(keep: set[int]) -> None:
+    """Closes inherited sockets and pipes (other than 0-2 and ``keep``).
+
+    A job must not hold the submitter's listening sockets (a restarted server
+    could not bind its port again while the job runs), its connections (two
+    processes would talk on one) or its pipes (a reader waiting for their end
+    would wait for the job). Files stay open: a logging handler the submitter
+    set up keeps working, as it would in a forked worker.
+    """
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd in keep:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:  # the descriptor listdir itself used
+            continue
+        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+            os.close(fd)
 
 
 def _text_stream(fd: int) -> TextIO:

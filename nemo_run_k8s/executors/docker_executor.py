@@ -196,7 +196,7 @@ class DockerExecutor(HostExecutor):
         spec: dict[str, Any] = {"network_id": None, "nodes": []}
         go_read, go_write = os.pipe()
         try:
-            supervisor = _start_supervisor(job.job_dir, go_read, go_write)
+            supervisor = _start_supervisor(job.job_dir, go_read)
         except BaseException:
             os.close(go_write)
             raise
@@ -420,17 +420,14 @@ def _start_all(api: Any, ids: list[str]) -> None:
         raise SubmissionError(f"cannot start the job's containers: {errors[0]}")
 
 
-def _start_supervisor(job_dir: Path, go_read: int, go_write: int) -> dict[str, Any]:
+def _start_supervisor(job_dir: Path, go_read: int) -> dict[str, Any]:
     """Starts the job's supervisor, detached; it reads the go from ``go_read``."""
     log = job_dir / "supervisor.log"
     try:
         if can_fork():
-
-            def body() -> int:
-                os.close(go_write)  # or the supervisor would never see the end of the pipe
-                return sup.watch(job_dir, go_read)
-
-            pid = detach(body, stdout=str(log))
+            # The fork keeps only go_read of the pipe (it closes inherited pipes), so the
+            # submitter's end closing, or its death, ends the wait.
+            pid = detach(lambda: sup.watch(job_dir, go_read), stdout=str(log), keep_fds=(go_read,))
         else:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(

@@ -24,7 +24,7 @@ import nemo_run_k8s as run
 from tests.spine.conftest import REPO_ROOT, child_env
 
 
-def job_facts(out: str, n: int) -> dict[str, Any]:
+def job_facts(out: str, n: int, submitter_fds: dict[str, tuple[int, int]]) -> dict[str, Any]:
     """What a job sees of its process; it also leaves a thread and an exit handler behind."""
     import atexit
 
@@ -42,20 +42,38 @@ def job_facts(out: str, n: int) -> dict[str, Any]:
         "sigterm_handled": signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None),
         "random": random.random(),
         "stdin": sys.stdin.read(),
+        "open_submitter_fds": sorted(k for k, fd in submitter_fds.items() if _still_open(*fd)),
     }
 
 
+def _still_open(fd: int, inode: int) -> bool:
+    """Whether descriptor ``fd`` is still the submitter's (a closed number may be reused)."""
+    try:
+        return os.fstat(fd).st_ino == inode
+    except OSError:
+        return False
+
+
 FORKING_SUBMITTER = """
-import atexit, json, os, sys, tempfile
+import atexit, json, os, socket, sys, tempfile
 import nemo_run_k8s as run
 from tests.spine.test_local_fork import job_facts
 
 out = sys.argv[1]
 scratch = tempfile.TemporaryDirectory()  # a copy of the submitter must not clean it up
+server = socket.create_server(("127.0.0.1", 0))  # the job must not hold these
+pipe_read, pipe_write = os.pipe()
+log_file = open(os.path.join(out, "submitter.log"), "a")  # files stay open
+fds = {
+    name: (fd, os.fstat(fd).st_ino)
+    for name, fd in [("socket", server.fileno()), ("pipe", pipe_write), ("file", log_file.fileno())]
+}
 atexit.register(lambda: open(os.path.join(out, "submitter-atexit"), "a").write("ran\\n"))
 print("unflushed submitter output", end="")
 jobs = [
-    run.submit(run.Partial(job_facts, out=out, n=n), run.LocalExecutor(workdir=out))
+    run.submit(
+        run.Partial(job_facts, out=out, n=n, submitter_fds=fds), run.LocalExecutor(workdir=out)
+    )
     for n in range(2)
 ]
 results = [job.result(timeout=60) for job in jobs]
@@ -91,6 +109,7 @@ def test_forked_job_starts_like_a_new_interpreter(tmp_path: Path) -> None:
         assert facts["argv0"] == "entrypoint.py"
         assert facts["sigint_default"] and facts["sigterm_handled"]
         assert facts["stdin"] == ""
+        assert facts["open_submitter_fds"] == ["file"]
     assert first["random"] != second["random"]  # each job seeds afresh
     assert seen["scratch_kept"]
 
