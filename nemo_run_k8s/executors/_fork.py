@@ -14,10 +14,11 @@ threads, so the check counts the threads the OS sees, not only Python's.
 A forked child is not a new interpreter, so the child side (:func:`_become`)
 does what a new one would differ in: default signal handlers, its own
 environment, working directory, argv and standard streams, an empty list of
-exit handlers. It ends with :func:`_exit`, which joins the child's own threads,
-runs the exit handlers registered in the child, flushes and leaves with
-``os._exit``: the parent's exit handlers and finalizers (temporary directories,
-database connections) must not run in a copy of the parent.
+exit handlers, none of the submitter's sockets and pipes. It ends with
+:func:`_exit`, which joins the child's own threads, runs the exit handlers
+registered in the child, flushes and leaves with ``os._exit``: the parent's
+exit handlers and finalizers (temporary directories, database connections)
+must not run in a copy of the parent.
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def _become(
     argv: list[str] | None,
     keep_fds: tuple[int, ...],
 ) -> None:
+    """Turns a fresh fork into the process a new interpreter would be (see the module doc)."""
     # The parent's objects stay as they were: never finalized here by the cyclic collector,
     # so none closes a descriptor number the child has since reused.
     gc.freeze()
