@@ -40,6 +40,7 @@ SPEC_FILE = "docker.json"
 EXIT_FILE = "exit.json"
 CANCEL_FILE = "cancel-requested"
 NETWORK_REMOVED_FILE = "network-removed"
+GO = b"go"  # what the submitter writes on the supervisor's pipe once every container runs
 STOP_GRACE_SECONDS = 10
 _LOG_JOIN_SECONDS = 10.0
 _STOPPED_CODES = (143, 137)  # SIGTERM, SIGKILL: how a stopped node ends
@@ -109,6 +110,7 @@ def remove_all(api: Any, spec: dict[str, Any]) -> None:
 
 
 def remove_containers(api: Any, spec: dict[str, Any]) -> None:
+    """Removes the job's containers (forced, in parallel); gone ones are fine."""
     import docker.errors
 
     def remove(cid: str) -> None:
@@ -250,9 +252,6 @@ def _in_parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-
-
-GO = b"go"
 
 
 def watch(job_dir: Path, go_fd: int) -> int:

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ from nemo_run_k8s import docker_spec as ds
 from nemo_run_k8s.build_context import atomic_write
 from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors import _docker_supervisor as sup
-from nemo_run_k8s.executors._fork import can_fork, detach
 from nemo_run_k8s.executors.base import (
     Handle,
     JobSpec,
@@ -50,11 +48,16 @@ from nemo_run_k8s.executors.base import (
     Resources,
     reject_unknown_options,
 )
-from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
+from nemo_run_k8s.executors.host import (
+    HostExecutor,
+    alive,
+    importable_env,
+    start_detached,
+    start_time,
+)
 from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
 
 _SUPERVISOR = str(Path(sup.__file__).resolve())
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 _CANCEL_WAIT_SECONDS = 30.0
 
 
@@ -421,30 +424,20 @@ def _start_all(api: Any, ids: list[str]) -> None:
 
 
 def _start_supervisor(job_dir: Path, go_read: int) -> dict[str, Any]:
-    """Starts the job's supervisor, detached; it reads the go from ``go_read``."""
-    log = job_dir / "supervisor.log"
+    """Starts the job's supervisor, detached; it reads the go from ``go_read``.
+
+    It keeps only ``go_read`` of the pipe (a fork closes inherited pipes; a new
+    interpreter gets only the descriptors passed), so the submitter's end closing,
+    or its death, ends the wait.
+    """
     try:
-        if can_fork():
-            # The fork keeps only go_read of the pipe (it closes inherited pipes), so the
-            # submitter's end closing, or its death, ends the wait.
-            pid = detach(lambda: sup.watch(job_dir, go_read), stdout=str(log), keep_fds=(go_read,))
-        else:
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p
-            )
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, _SUPERVISOR, str(job_dir), str(go_read)],
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(go_read,),
-                    start_new_session=True,  # survives the submitter and its Ctrl-C
-                )
-            CHILDREN[proc.pid] = proc
-            pid = proc.pid
+        pid, _ = start_detached(
+            lambda: sup.watch(job_dir, go_read),
+            [_SUPERVISOR, str(job_dir), str(go_read)],
+            stdout=str(job_dir / "supervisor.log"),
+            env=importable_env(os.environ),
+            keep_fds=(go_read,),
+        )
     except OSError as err:
         raise SubmissionError(f"cannot start the job's supervisor: {err}") from err
     return {"pid": pid, "start_time": start_time(pid)}

@@ -1,23 +1,70 @@
 """What the backends that run jobs on this host share (local processes, Docker).
 
-Both start a detached supervisor process per job and keep each node's log as a
-file in the job's directory (``handle["log_files"]``), so logs survive the job
-and any process can follow them.
+Both start a detached supervisor process per job (:func:`start_detached`) and
+keep each node's log as a file in the job's directory (``handle["log_files"]``),
+so logs survive the job and any process can follow them.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nemo_run_k8s.executors._fork import can_fork, detach
 from nemo_run_k8s.executors.base import Executor, Handle
 
-# Supervisors this process started: reaped here, so they never linger as zombies.
+# Supervisors this process started as new interpreters: reaped here, never left as zombies.
 CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+
+
+def importable_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with this nemo_run_k8s first on ``PYTHONPATH``, for interpreters started here."""
+    path = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+    return {**env, "PYTHONPATH": path}
+
+
+def start_detached(
+    body: Callable[[], int] | None,
+    argv: list[str],
+    *,
+    stdout: str,
+    env: Mapping[str, str],
+    cwd: str | None = None,
+    keep_fds: tuple[int, ...] = (),
+) -> tuple[int, str]:
+    """Starts a process in a session of its own (it outlives this one); returns (pid, how).
+
+    Where it is safe (see ``_fork.py``) the process is a fork of this one that
+    runs ``body()``; otherwise, with no ``body``, or when the fork fails (no
+    memory for a copy of a large process, say), it is ``argv`` run by a new
+    interpreter with ``env`` and ``cwd``. Its output goes to the file
+    ``stdout``; descriptors in ``keep_fds`` stay open in it. ``how`` is "fork"
+    or "new interpreter".
+    """
+    if body is not None and can_fork():
+        try:
+            return detach(body, stdout=stdout, keep_fds=keep_fds), "fork"
+        except OSError:
+            pass
+    with open(stdout, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, *argv],
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            pass_fds=keep_fds,
+            start_new_session=True,  # survives this process and its Ctrl-C
+        )
+    CHILDREN[proc.pid] = proc
+    return proc.pid, "new interpreter"
 
 
 class HostExecutor(Executor):

@@ -22,15 +22,15 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
 from nemo_run_k8s.executors import _supervisor
-from nemo_run_k8s.executors._fork import can_fork, detach, fork_child, wait_child
+from nemo_run_k8s.executors._fork import fork_child, wait_child
 from nemo_run_k8s.executors.base import (
     Handle,
     JobSpec,
@@ -40,11 +40,17 @@ from nemo_run_k8s.executors.base import (
     node_env,
     reject_unknown_options,
 )
-from nemo_run_k8s.executors.host import CHILDREN, HostExecutor, alive, start_time
+from nemo_run_k8s.executors.host import (
+    CHILDREN,
+    HostExecutor,
+    alive,
+    importable_env,
+    start_detached,
+    start_time,
+)
 from nemo_run_k8s.script import _check_env
 
 _SUPERVISOR = str(Path(__file__).with_name("_supervisor.py"))
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
 
 
 @reject_unknown_options
@@ -114,23 +120,19 @@ class LocalExecutor(HostExecutor):
         spec = plan.documents[0]
         log_file = Path(spec["logs"])
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **spec["env"]}
+        env = importable_env({**os.environ, **spec["env"]})
         env["MASTER_PORT"] = env["PET_MASTER_PORT"] = str(_free_port())
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p
-        )
         if not Path(spec["workdir"]).is_dir():
             raise SubmissionError(f"the job's workdir {spec['workdir']} is not a directory")
         args = (spec["command"], env, spec["workdir"], job.job_dir, log_file)
-        pid, started = None, "new interpreter"
-        if self.fork and can_fork():
-            try:
-                pid, started = _fork_job(*args), "fork"
-            except OSError:  # e.g. no memory for a copy of a large process: a new one may fit
-                pass
         try:
-            if pid is None:
-                pid = _spawn_job(*args)
+            pid, started = start_detached(
+                _forked_job(*args) if self.fork else None,
+                [_SUPERVISOR, str(job.job_dir), str(log_file), "--", *spec["command"]],
+                stdout=os.devnull,
+                env=env,
+                cwd=spec["workdir"],
+            )
         except OSError as err:
             raise SubmissionError(f"cannot start the local job: {err}") from err
         return {
@@ -173,10 +175,11 @@ class LocalExecutor(HostExecutor):
                 time.sleep(0.05)
 
 
-def _fork_job(
+def _forked_job(
     command: list[str], env: dict[str, str], workdir: str, job_dir: Path, log: Path
-) -> int:
-    """Supervisor and job as forks of this process; returns the supervisor's pid."""
+) -> Callable[[], int]:
+    """The supervisor's body when it is a fork: it forks the job, which runs ``command``'s
+    entrypoint in-process (fiddle and cloudpickle are imported already)."""
     from nemo_run_k8s import entrypoint
 
     args = command[3:]  # what follows `python -m nemo_run_k8s.entrypoint`
@@ -192,24 +195,7 @@ def _fork_job(
         )
         return wait_child(pid)
 
-    return detach(lambda: _supervisor.supervise(str(job_dir), str(log), start), stdout=os.devnull)
-
-
-def _spawn_job(
-    command: list[str], env: dict[str, str], workdir: str, job_dir: Path, log: Path
-) -> int:
-    """Supervisor and job as new interpreters; returns the supervisor's pid."""
-    proc = subprocess.Popen(
-        [sys.executable, _SUPERVISOR, str(job_dir), str(log), "--", *command],
-        env=env,
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    CHILDREN[proc.pid] = proc
-    return proc.pid
+    return lambda: _supervisor.supervise(str(job_dir), str(log), start)
 
 
 def _free_port() -> int:

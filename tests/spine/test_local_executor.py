@@ -123,6 +123,15 @@ def test_env_vars_reach_the_job() -> None:
     assert job.result() == "off"
 
 
+@pytest.mark.parametrize("fork", [True, False], ids=["fork", "new-interpreter"])
+def test_pythonpath_of_env_vars_is_kept_after_nemo_run_k8s(tmp_path: Path, fork: bool) -> None:
+    task = run.Partial(read_env, name="PYTHONPATH")
+    job = run.run(task, executor(env_vars={"PYTHONPATH": str(tmp_path)}, fork=fork))
+    entries = job.result().split(os.pathsep)
+    assert entries[0] == str(Path(run.__file__).resolve().parents[1])
+    assert str(tmp_path) in entries[1:]
+
+
 def test_run_of_failing_task_raises_job_failed_with_remote_traceback() -> None:
     with pytest.raises(run.JobFailed) as info:
         run.run(run.Partial(crash, reason="nan at step 7"), executor())
