@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Build a runtime base image: images/<flavor>/Dockerfile with the wheels of
-# images/common/requirements.txt, downloaded on the host (containers reach no package index).
+# Build a runtime base image: images/common/Dockerfile on the base that images/<flavor>/flavor
+# names, with the wheels of images/common/requirements.txt, downloaded on the host (containers
+# reach no package index).
 #
 #   images/build.sh cpu|cuda [--base IMAGE]
 #
-# Tags nemo-run-k8s/<flavor>:<content hash> (Dockerfile, images/common/, the exact wheel files,
-# the base image id and its Python version) and skips the build when that tag exists. With the
-# Dockerfile's own base it also tags nemo-run-k8s/<flavor>:local. Prints the content tag on stdout.
+# Tags nemo-run-k8s/<flavor>:<content hash> (the flavor file, images/common/, the exact wheel
+# files, the base image id and its Python version) and skips the build when that tag exists. With
+# the flavor's own base it also tags nemo-run-k8s/<flavor>:local. Prints the content tag on stdout.
 # Output is quiet when CI=true (the build log is shown on failure) and streamed otherwise.
 # Wheels are cached in ${NEMO_RUN_K8S_CACHE:-~/.cache/nemo-run-k8s}/wheels.
 set -euo pipefail
@@ -22,7 +23,7 @@ usage() {
 (($# >= 1)) || usage
 flavor=$1
 shift
-[[ -f $here/$flavor/Dockerfile ]] || usage
+[[ -f $here/$flavor/flavor ]] || usage
 base=""
 while (($#)); do
     case $1 in
@@ -31,37 +32,37 @@ while (($#)); do
     esac
 done
 
-dockerfile=$here/$flavor/Dockerfile
+flavor_file=$here/$flavor/flavor
 requirements=$here/common/requirements.txt
 cache=${NEMO_RUN_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nemo-run-k8s}
 python=${PYTHON:-python3}
 quiet=false
 [[ ${CI:-} == true ]] && quiet=true
 
-# dockerfile_default ARG: the default value the Dockerfile gives ARG.
-dockerfile_default() {
-    sed -n "s/^ARG $1=//p" "$dockerfile" | head -n 1
+# flavor_default NAME: the value the flavor file gives NAME.
+flavor_default() {
+    sed -n "s/^$1=//p" "$flavor_file" | head -n 1
 }
 
-default_base=$(dockerfile_default BASE_IMAGE)
+default_base=$(flavor_default BASE_IMAGE)
 base=${base:-$default_base}
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers; run .ci/setup-docker.sh first"
 
 # The Python minor version decides which wheels fit and goes into the image label. A base that
-# carries python3 tells it; a bare one (nvidia/cuda) gets the Dockerfile's declared default,
+# carries python3 tells it; a bare one (nvidia/cuda) gets the flavor's declared version,
 # which the build itself checks against the python3 it installs.
 if image_exists "$base"; then
     base_id=$(docker image inspect --format '{{.Id}}' "$base")
     python_version=$(docker run --rm --entrypoint python3 "$base" \
         -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) ||
-        python_version=$(dockerfile_default PYTHON_VERSION)
+        python_version=$(flavor_default PYTHON_VERSION)
 else
     [[ $base != nemo-run-k8s/* ]] ||
         die "base image $base not found; run .ci/setup-base-image.sh first"
     log "base image $base is not local; docker build will pull it"
     base_id=$base
-    python_version=$(dockerfile_default PYTHON_VERSION)
+    python_version=$(flavor_default PYTHON_VERSION)
 fi
 
 # Download the wheels once per (requirements, Python version); SHA256SUMS marks a complete set.
@@ -81,7 +82,7 @@ fi
 
 key=$(
     {
-        cat "$dockerfile"
+        cat "$flavor_file"
         for file in "$here"/common/*; do
             printf '%s\n' "${file##*/}"
             cat "$file"
@@ -97,7 +98,6 @@ if image_exists "$image"; then
 else
     context=$(mktemp -d "$cache/context.XXXXXX")
     trap 'rm -rf "$context"' EXIT
-    cp "$dockerfile" "$context/Dockerfile"
     cp -r "$here/common" "$context/common"
     mkdir "$context/wheels"
     # Hard links when the cache and the context share a file system: no 200 MB copy.
@@ -105,6 +105,7 @@ else
     cp "$requirements" "$context/wheels/requirements.txt"
 
     build=(docker build --force-rm --label "nemo-run-k8s.io/content-key=$key" -t "$image"
+        -f "$context/common/Dockerfile"
         --build-arg "BASE_IMAGE=$base" --build-arg "PYTHON_VERSION=$python_version" "$context")
     log "building $image on $base (Python $python_version)"
     # The classic builder: the SDK uses it too, and buildx is not installed everywhere.

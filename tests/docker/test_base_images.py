@@ -138,9 +138,9 @@ def test_cuda_recipe_builds_on_the_local_base(docker_client: Any, base_image: st
     # The CUDA base cannot be pulled here; the same recipe on the local base exercises it.
     image = script_result("images/build.sh", "cuda", "--base", "nemo-run-k8s/base-python:local")
     assert image.startswith("nemo-run-k8s/cuda:")
-    dockerfile = (Path(REPO_ROOT) / "images" / "cuda" / "Dockerfile").read_text()
-    assert "ARG BASE_IMAGE=nvidia/cuda:" in dockerfile
-    # The label follows the Python the base really carries, not the Dockerfile's 3.12 default.
+    flavor = (Path(REPO_ROOT) / "images" / "cuda" / "flavor").read_text()
+    assert "BASE_IMAGE=nvidia/cuda:" in flavor
+    # The label follows the Python the base really carries, not the flavor's 3.12 default.
     assert docker_client.images.get(image).attrs["Config"]["Labels"][PYTHON_LABEL] == "3.11"
     output = run_container(
         docker_client, image, ["python", "-c", "import torch; print(torch.ones(2).sum())"]
