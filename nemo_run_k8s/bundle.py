@@ -112,6 +112,10 @@ class Bundle:
     def load_task(self) -> Any:
         """Verifies the bundle, then unpickles its task."""
         self.verify()
+        return self.unpickle_task()
+
+    def unpickle_task(self) -> Any:
+        """Unpickles the task without checks: only for a bundle :meth:`verify` has passed."""
         with open(self.path / "task.pkl", "rb") as f:
             return cloudpickle.load(f)
 

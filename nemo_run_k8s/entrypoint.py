@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_task(bundle: Any, output: Path | None) -> int:
+    """Runs the task of ``bundle`` (verified by the caller) and publishes rank 0's outcome."""
     rank = int(os.environ.get("RANK", "0"))
     # Logs are files or pipes, where Python would hold prints back until the job ends.
     for stream in (sys.stdout, sys.stderr):
@@ -84,7 +85,7 @@ def _run_task(bundle: Any, output: Path | None) -> int:
             stream.reconfigure(line_buffering=True)
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        task = bundle.load_task()
+        task = bundle.unpickle_task()  # main() verified the bundle
     except Exception:
         return _setup_failed(f"cannot load the task:\n{traceback.format_exc()}")
     try:

@@ -37,7 +37,7 @@ def check(bundle_path: str) -> list[str]:
     if problems:
         return problems
     try:
-        bundle.load_task()
+        bundle.unpickle_task()  # verified above
     except Exception as err:
         return [f"the task cannot be loaded in the image: {type(err).__name__}: {err}"]
     if bundle.manifest["task_kind"] == "script" and shutil.which("bash") is None:
