@@ -68,7 +68,7 @@ _LAZY = {
     "NemoRunError": "nemo_run_k8s.errors",
     "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
-    "JobState": "nemo_run_k8s.executors.base",
+    "JobState": "nemo_run_k8s.spec",
     "submit": "nemo_run_k8s.api",
     "run": "nemo_run_k8s.api",
     "dryrun": "nemo_run_k8s.api",
@@ -115,7 +115,6 @@ if TYPE_CHECKING:
         NemoRunError,
         SubmissionError,
     )
-    from nemo_run_k8s.executors.base import JobState
     from nemo_run_k8s.executors.docker.executor import DockerExecutor
     from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
     from nemo_run_k8s.executors.kubernetes.options import ConfigMapVolume, PVCVolume, SecretVolume
@@ -124,3 +123,4 @@ if TYPE_CHECKING:
     from nemo_run_k8s.image.builder import JobImage, build_image
     from nemo_run_k8s.image.push import push_image
     from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.spec import JobState

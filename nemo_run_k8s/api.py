@@ -15,10 +15,12 @@ from typing import Any
 
 from nemo_run_k8s.bundle.files import Bundle, check_callable, make_bundle, task_kind
 from nemo_run_k8s.errors import JobFailed
-from nemo_run_k8s.executors.base import Executor, JobSpec, JobState, Plan
+from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.labels import dns1035_name
+from nemo_run_k8s.paths import JobPaths
 from nemo_run_k8s.records import JobRecord, Records
+from nemo_run_k8s.spec import JobIdentity, JobState, Plan
 
 
 def submit(
@@ -42,7 +44,7 @@ def submit(
 
 
 def launch_prepared(
-    executor: Executor, job: JobSpec, bundle: Bundle, plan: Plan, records: Records
+    executor: Executor, job: JobIdentity, bundle: Bundle, plan: Plan, records: Records
 ) -> Job:
     """Records the job, then launches its plan. The record exists before anything starts."""
     experiment = job.experiment
@@ -106,14 +108,17 @@ def dryrun(task: Any, executor: Executor | None = None, name: str | None = None)
 
 def prepare(
     task: Any, executor: Executor, name: str | None, experiment: str | None, job_dir: Any
-) -> tuple[JobSpec, Bundle]:
+) -> tuple[JobIdentity, Bundle]:
     """Validates and bundles a task (no backend I/O); the executor plans it next."""
     task_kind(task)
     check_callable(task)
     name = name or _default_name(task)
     job_id = new_job_id(name)
-    job = JobSpec(job_id=job_id, name=name, job_dir=Path(job_dir(job_id)), experiment=experiment)
-    bundle = make_bundle(task, job.job_dir / "bundle", executor.resources(), _code_dirs(executor))
+    job = JobIdentity(
+        job_id=job_id, name=name, job_dir=Path(job_dir(job_id)), experiment=experiment
+    )
+    bundle_dir = JobPaths(job.job_dir).bundle
+    bundle = make_bundle(task, bundle_dir, executor.resources(), _code_dirs(executor))
     return job, bundle
 
 

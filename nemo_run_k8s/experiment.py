@@ -21,9 +21,10 @@ from typing import Any
 
 from nemo_run_k8s.api import launch_prepared, new_job_id, prepare
 from nemo_run_k8s.errors import ConfigError
-from nemo_run_k8s.executors.base import Executor, JobState, Plan
+from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.records import Records
+from nemo_run_k8s.spec import JobState, Plan
 from nemo_run_k8s.tables import format_table
 
 

@@ -44,10 +44,10 @@ from fiddle import history as fdl_history
 from nemo_run_k8s.config.buildables import format_flat, iter_values, target_name
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import BundleError, ConfigError
-from nemo_run_k8s.executors.base import Resources
+from nemo_run_k8s.paths import image_bundle_path
+from nemo_run_k8s.spec import Resources
 
 FORMAT_VERSION = 1
-IMAGE_BUNDLE_ROOT = "/opt/nemo_run_k8s/bundles"
 OUTCOME_FILE = "result.pkl"
 _CONTENT_FILES = ("task.pkl", "script.sh")
 
@@ -66,7 +66,7 @@ class Bundle:
     @property
     def image_path(self) -> str:
         """Where this bundle lives inside a job image."""
-        return f"{IMAGE_BUNDLE_ROOT}/{self.sha256}"
+        return image_bundle_path(self.sha256)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Bundle:

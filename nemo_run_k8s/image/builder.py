@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s import records
-from nemo_run_k8s.bundle.files import IMAGE_BUNDLE_ROOT, Bundle
+from nemo_run_k8s.bundle.files import Bundle
 from nemo_run_k8s.errors import ImageBuildError
 from nemo_run_k8s.image import wheels
 from nemo_run_k8s.image.context import (
@@ -50,6 +50,7 @@ from nemo_run_k8s.image.context import (
 )
 from nemo_run_k8s.image.push import push_image as push_image  # re-exported: run.push_image
 from nemo_run_k8s.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from nemo_run_k8s.paths import IMAGE_BUNDLE_ROOT
 
 RECIPE = Path(__file__).resolve().parents[1] / "resources" / "job.Dockerfile"
 BUNDLE_LAYER_MARKER = "# --- bundle layer ---"
@@ -285,7 +286,7 @@ class ImageBuilder:
         marker = self.cache / "preflight" / key
         if marker.exists():
             return
-        path = f"{IMAGE_BUNDLE_ROOT}/{bundle.sha256}"
+        path = bundle.image_path
         output = self._run_once(
             image_id,
             ["python3", "-m", "nemo_run_k8s.runtime.import_check", path],

@@ -19,7 +19,7 @@ import yaml
 
 import nemo_run_k8s as run
 from nemo_run_k8s.bundle.files import Bundle, archive, make_bundle, unarchive
-from nemo_run_k8s.executors.base import Resources
+from nemo_run_k8s.spec import Resources
 from tests.conftest import child_env, jobs_created
 
 

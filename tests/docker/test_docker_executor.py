@@ -16,11 +16,11 @@ import pytest
 import nemo_run_k8s as run
 from nemo_run_k8s.errors import InvalidOptionError, JobFailed
 from nemo_run_k8s.executors import host
-from nemo_run_k8s.executors.base import JobState
 from nemo_run_k8s.executors.docker import executor as docker_executor
 from nemo_run_k8s.executors.docker import spec as docker_spec
 from nemo_run_k8s.labels import JOB_ID_LABEL
 from nemo_run_k8s.records import Records
+from nemo_run_k8s.spec import JobState
 from tests.docker.engine import by_job_name, leftovers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]

@@ -20,9 +20,9 @@ import pytest
 import nemo_run_k8s as run
 from nemo_run_k8s.bundle.files import make_bundle
 from nemo_run_k8s.errors import ImageBuildError
-from nemo_run_k8s.executors.base import JobState
 from nemo_run_k8s.image.builder import ImageBuilder, ImageSpec, push_image
 from nemo_run_k8s.records import home
+from nemo_run_k8s.spec import JobState
 from tests.docker.engine import build_test_base, leftovers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]

@@ -9,10 +9,11 @@ import pytest
 
 import nemo_run_k8s as run
 from nemo_run_k8s.errors import InvalidOptionError
-from nemo_run_k8s.executors.base import Plan
 from nemo_run_k8s.executors.docker import executor as de
 from nemo_run_k8s.executors.docker import spec as ds
 from nemo_run_k8s.executors.docker import supervisor as sup
+from nemo_run_k8s.paths import JobPaths
+from nemo_run_k8s.spec import Plan
 
 SECRET = "tok-3f9a-never-print-me"
 
@@ -192,7 +193,7 @@ def test_log_lines_are_prefixed_with_node_and_rank() -> None:
 )
 def test_final_state_from_exit_codes(tmp_path, codes, cancelled, state) -> None:
     if cancelled:
-        (tmp_path / sup.CANCEL_FILE).touch()
+        JobPaths(tmp_path).cancel_requested.touch()
     assert sup.final_state(tmp_path, codes)[0] == state
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
-from nemo_run_k8s.executors.base import JobSpec, JobState
 from nemo_run_k8s.executors.kubernetes import client as k8s_client
 from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
+from nemo_run_k8s.spec import JobIdentity, JobState
 from tests.k8s.fake_apiserver import FakeApiServer, JobProgram
 from tests.k8s.lifecycle import (
     EXPECTED_RULES,
@@ -44,7 +44,7 @@ def submit(
         kube_context=context,
         **options,
     )
-    job = JobSpec(job_id=job_id, name="train", job_dir=tmp_path, experiment=experiment)
+    job = JobIdentity(job_id=job_id, name="train", job_dir=tmp_path, experiment=experiment)
     bundle = fake_bundle(tmp_path)
     return executor.launch(executor.plan(bundle, job), bundle, job)
 
@@ -180,7 +180,7 @@ def test_list_finds_jobs_by_experiment_label(
     a = submit(kubeconfig, tmp_path, job_id="a1")
     executor = FakeImageExecutor(image_repo="127.0.0.1:5000/jobs", kubeconfig=str(kubeconfig))
     for job_id, experiment in (("b1", "sweep"), ("b2", "sweep"), ("c1", "other")):
-        job = JobSpec(job_id=job_id, name="train", job_dir=tmp_path, experiment=experiment)
+        job = JobIdentity(job_id=job_id, name="train", job_dir=tmp_path, experiment=experiment)
         executor.launch(executor.plan(fake_bundle(tmp_path), job), fake_bundle(tmp_path), job)
     sweep = KubernetesExecutor.list_jobs(experiment="sweep", kubeconfig=str(kubeconfig))
     assert sorted(j.handle["job_id"] for j in sweep) == ["b1", "b2"]
@@ -301,7 +301,7 @@ def test_violations_are_caught_before_any_request(
             return "127.0.0.1:5000/jobs:latest"
 
     executor = Unpinned(image_repo="127.0.0.1:5000/jobs", kubeconfig=str(kubeconfig))
-    job = JobSpec(job_id="v1", name="train", job_dir=tmp_path)
+    job = JobIdentity(job_id="v1", name="train", job_dir=tmp_path)
     bundle = fake_bundle(tmp_path)
     with pytest.raises(InvalidOptionError, match="not pinned by digest"):
         executor.launch(executor.plan(bundle, job), bundle, job)
@@ -321,7 +321,7 @@ def test_a_sweep_of_100_submissions_is_cheap(
     executor.preflight()  # first use: client import and connection
     start = time.perf_counter()
     for i in range(100):
-        job = JobSpec(job_id=f"s{i}", name="sweep", job_dir=tmp_path, experiment="bench")
+        job = JobIdentity(job_id=f"s{i}", name="sweep", job_dir=tmp_path, experiment="bench")
         executor.launch(executor.plan(bundle, job), bundle, job)
     elapsed = time.perf_counter() - start
     assert len(server.created_bodies) == 100
@@ -356,9 +356,11 @@ def test_images_are_built_and_pushed_once_per_image(
     )
     bundle = fake_bundle(tmp_path)
     for i in range(3):  # an experiment: one shared, prebuilt image
-        job = JobSpec(job_id=f"e{i}", name="t", job_dir=tmp_path, image="nemo-run-k8s/job:shared")
+        job = JobIdentity(
+            job_id=f"e{i}", name="t", job_dir=tmp_path, image="nemo-run-k8s/job:shared"
+        )
         executor.launch(executor.plan(bundle, job), bundle, job)
-    job = JobSpec(job_id="solo", name="t", job_dir=tmp_path)
+    job = JobIdentity(job_id="solo", name="t", job_dir=tmp_path)
     handle = executor.launch(executor.plan(bundle, job), bundle, job)
     assert calls == [
         ("push", "nemo-run-k8s/job:shared", "127.0.0.1:5000/jobs"),

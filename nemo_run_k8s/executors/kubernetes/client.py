@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import SubmissionError
-from nemo_run_k8s.executors.base import Handle, JobState
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, GROUP, KIND, PLURAL
+from nemo_run_k8s.spec import Handle, JobState
 
-OUTCOME_PREFIX = "NEMO_RUN_K8S_OUTCOME "
 JOB_NAME_SELECTOR = "training.kubeflow.org/job-name"
 REPLICA_TYPE_SELECTOR = "training.kubeflow.org/replica-type"
 REPLICA_INDEX_SELECTOR = "training.kubeflow.org/replica-index"

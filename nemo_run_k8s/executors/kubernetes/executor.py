@@ -12,7 +12,6 @@ Every API call and the RBAC rule it needs (the Helm chart grants exactly these):
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import time
@@ -21,15 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nemo_run_k8s import labels as k8s_labels
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
-from nemo_run_k8s.executors.base import (
-    Executor,
-    Handle,
-    JobSpec,
-    JobState,
-    Plan,
-    Resources,
-    reject_unknown_options,
-)
+from nemo_run_k8s.executors.base import Executor, reject_unknown_options
 from nemo_run_k8s.executors.kubernetes import client as kc
 from nemo_run_k8s.executors.kubernetes.manifest import (
     GROUP,
@@ -41,6 +32,8 @@ from nemo_run_k8s.executors.kubernetes.manifest import (
     job_name,
 )
 from nemo_run_k8s.executors.kubernetes.options import KubernetesOptions
+from nemo_run_k8s.runtime.contract import decode_outcome_line
+from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan, Resources
 
 if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
@@ -88,7 +81,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         """The tag shown by a dry run; launch replaces it with the pushed digest."""
         return f"{self.image_repo}:{bundle.sha256[:16]}"
 
-    def plan(self, bundle: Bundle, job: JobSpec) -> Plan:
+    def plan(self, bundle: Bundle, job: JobIdentity) -> Plan:
         name = job_name(job.name, job.job_id)
         doc = build_pytorchjob(
             self,
@@ -134,7 +127,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         ns = self.namespace
         kc.call(conn, "list", "pytorchjobs", ns, "", api, GROUP, VERSION, ns, PLURAL, limit=1)
 
-    def launch(self, plan: Plan, bundle: Bundle, job: JobSpec) -> Handle:
+    def launch(self, plan: Plan, bundle: Bundle, job: JobIdentity) -> Handle:
         doc = copy.deepcopy(plan.documents[0])
         image = self._resolve_image(bundle, job.image)
         for replica in doc["spec"]["pytorchReplicaSpecs"].values():
@@ -253,20 +246,15 @@ class KubernetesExecutor(KubernetesOptions, Executor):
 
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
-        """Rank 0's outcome, read from the last ``NEMO_RUN_K8S_OUTCOME`` line of the master log.
-
-        The line is a cloudpickle written by the job itself: trust it as you trust the job.
-        """
-        import cloudpickle
-
+        """Rank 0's outcome, read from the last outcome line of the master log."""
         conn = kc.handle_conn(handle)
         pod = cls._replica_pod(conn, handle, "master", 0)
         if pod is None or not kc.started(pod):
             return None
         for line in reversed(kc.read_log(conn, handle, pod["metadata"]["name"], tail_lines=20)):
-            if line.startswith(kc.OUTCOME_PREFIX):
-                status, value = cloudpickle.loads(base64.b64decode(line[len(kc.OUTCOME_PREFIX) :]))
-                return status, value
+            outcome = decode_outcome_line(line)
+            if outcome is not None:
+                return outcome
         return None
 
     @classmethod

@@ -14,8 +14,7 @@ from typing import Any
 
 from nemo_run_k8s import labels as k8s_labels
 from nemo_run_k8s.errors import InvalidOptionError
-
-BUNDLE_ROOT = "/opt/nemo_run_k8s/bundles"
+from nemo_run_k8s.paths import IMAGE_BUNDLE_ROOT
 
 _QUANTITY_RE = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
@@ -303,7 +302,7 @@ class KubernetesOptions:
             path = volume.mount_path
             if not isinstance(path, str) or not path.startswith("/"):
                 raise _fail("volumes", f"mount_path {path!r} is not an absolute path")
-            reserved = ("/dev/shm", BUNDLE_ROOT)
+            reserved = ("/dev/shm", IMAGE_BUNDLE_ROOT)
             if path.rstrip("/") in seen or any(
                 path.rstrip("/") == r or path.startswith(r + "/") for r in reserved
             ):
