@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
     "BundleError",
     "Config",
     "ConfigError",
@@ -59,6 +60,7 @@ _LAZY = {
     "Script": "nemo_run_k8s.config.script",
     "to_yaml": "nemo_run_k8s.config.yaml_io",
     "from_yaml": "nemo_run_k8s.config.yaml_io",
+    "BackendError": "nemo_run_k8s.errors",
     "BundleError": "nemo_run_k8s.errors",
     "ConfigError": "nemo_run_k8s.errors",
     "ImageBuildError": "nemo_run_k8s.errors",
@@ -106,6 +108,7 @@ if TYPE_CHECKING:
     from nemo_run_k8s.config.script import Script
     from nemo_run_k8s.config.yaml_io import from_yaml, to_yaml
     from nemo_run_k8s.errors import (
+        BackendError,
         BundleError,
         ConfigError,
         ImageBuildError,

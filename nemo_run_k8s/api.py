@@ -6,15 +6,17 @@ object ``submit`` launches.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.bundle.files import Bundle, check_callable, make_bundle, task_kind
-from nemo_run_k8s.errors import JobFailed
+from nemo_run_k8s.errors import BackendError, JobFailed, SubmissionError
 from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.labels import dns1035_name
@@ -39,8 +41,20 @@ def submit(
     records = Records()
     job, bundle = prepare(task, executor, name, experiment, records.job_dir)
     plan = executor.plan(bundle, job)
-    executor.preflight()
+    with refused_as_submission():
+        executor.check_backend()
     return launch_prepared(executor, job, bundle, plan, records)
+
+
+@contextlib.contextmanager
+def refused_as_submission() -> Iterator[None]:
+    """A backend's refusal while a job is being started is a :class:`SubmissionError`."""
+    try:
+        yield
+    except SubmissionError:
+        raise
+    except BackendError as err:
+        raise SubmissionError(str(err)) from err
 
 
 def launch_prepared(
@@ -62,7 +76,8 @@ def launch_prepared(
     )
     records.add(record)
     try:
-        handle = executor.launch(plan, bundle, job)
+        with refused_as_submission():
+            handle = executor.launch(plan, bundle, job)
     except BaseException as err:  # Ctrl-C included: the record says what happened
         reason = "interrupted during submit" if isinstance(err, KeyboardInterrupt) else str(err)
         records.update(job.job_id, state=JobState.FAILED.value, message=reason)
@@ -118,7 +133,7 @@ def prepare(
         job_id=job_id, name=name, job_dir=Path(job_dir(job_id)), experiment=experiment
     )
     bundle_dir = JobPaths(job.job_dir).bundle
-    bundle = make_bundle(task, bundle_dir, executor.resources(), _code_dirs(executor))
+    bundle = make_bundle(task, bundle_dir, executor.resources(), executor.code_dirs())
     return job, bundle
 
 
@@ -134,11 +149,6 @@ def _default_name(task: Any) -> str:
         return Path(task.path).stem if task.path else "script"
     fn = task.__fn_or_cls__
     return getattr(fn, "__name__", "job")
-
-
-def _code_dirs(executor: Executor) -> tuple[str, ...]:
-    code_dir = getattr(executor, "code_dir", None)
-    return (str(code_dir),) if code_dir else ()
 
 
 def _default_executor() -> Executor:

@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from nemo_run_k8s.api import launch_prepared, new_job_id, prepare
-from nemo_run_k8s.errors import ConfigError
+from nemo_run_k8s.api import launch_prepared, new_job_id, prepare, refused_as_submission
+from nemo_run_k8s.errors import ConfigError, JobNotFoundError
 from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.records import Records
@@ -56,7 +56,10 @@ class Experiment:
         records = Records()
         found = records.list(experiment=experiment_id)
         if not found:
-            raise ConfigError(f"no jobs recorded for experiment {experiment_id!r}")
+            raise JobNotFoundError(
+                f"no jobs recorded for experiment {experiment_id!r} in {records.root}; "
+                "`nemo-run-k8s list` shows the recorded jobs and their experiments"
+            )
         exp = cls(found[0].experiment or experiment_id)
         exp.id = experiment_id
         for record in reversed(found):
@@ -102,7 +105,8 @@ class Experiment:
             for e in self._entries
         ]
         for executor in {id(e.executor): e.executor for e in self._entries}.values():
-            executor.preflight()  # once per executor: a sweep shares one
+            with refused_as_submission():
+                executor.check_backend()  # once per executor: a sweep shares one
         images = self._shared_images([(e.executor, bundle) for e, _, bundle in prepared])
         for entry, job, bundle in prepared:
             key = _image_key(entry.executor)
@@ -164,10 +168,7 @@ class Experiment:
 
 def _image_key(executor: Executor) -> Any:
     """Jobs with equal keys can share one job image; None for executors without images."""
-    if executor.kind == "local":
-        return None
-    code_dir = getattr(executor, "code_dir", None)
-    return (getattr(executor, "base_image", None), str(code_dir) if code_dir else None)
+    return executor.image_spec()
 
 
 def sweep(

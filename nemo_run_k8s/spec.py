@@ -58,6 +58,18 @@ class JobIdentity:
     image: str | None = None
 
 
+#: The base of job images when an executor names none: the local CPU runtime image.
+DEFAULT_BASE_IMAGE = "nemo-run-k8s/cpu:local"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """What a job image is made of, besides its bundles: a base image and the user's code."""
+
+    base_image: str
+    code_dir: str | None = None
+
+
 #: What a backend needs to find a job again: JSON-serializable, stored in the job record.
 Handle = dict[str, Any]
 

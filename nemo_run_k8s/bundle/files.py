@@ -102,12 +102,7 @@ class Bundle:
         made_with = str(self.manifest.get("python", "?"))
         here = "{}.{}.{}".format(*sys.version_info[:3])
         if made_with.split(".")[:2] != here.split(".")[:2]:
-            raise BundleError(
-                f"this bundle was pickled with Python {made_with} but the job runs Python "
-                f"{here}; pickles do not load across Python minor versions. Use a base image "
-                f"with Python {'.'.join(made_with.split('.')[:2])}, or submit from Python "
-                f"{'.'.join(here.split('.')[:2])}."
-            )
+            raise python_mismatch(made_with, here, "the job")
 
     def load_task(self) -> Any:
         """Verifies the bundle, then unpickles its task."""
@@ -118,6 +113,17 @@ class Bundle:
         """Unpickles the task without checks: only for a bundle :meth:`verify` has passed."""
         with open(self.path / "task.pkl", "rb") as f:
             return cloudpickle.load(f)
+
+
+def python_mismatch(pickled_with: str, runs: str, where: str) -> BundleError:
+    """The error for a bundle pickled under one Python minor version and run under another."""
+    want = ".".join(pickled_with.split(".")[:2])
+    have = ".".join(runs.split(".")[:2])
+    return BundleError(
+        f"the job is pickled with Python {pickled_with} but {where} runs Python {runs}; "
+        f"pickles do not load across Python minor versions. Use a base image with Python "
+        f"{want}, or submit from Python {have}."
+    )
 
 
 # --------------------------------------------------------------------------- writing

@@ -6,8 +6,12 @@ its *handle* alone: a JSON-serializable dict stored in the job record. Because
 ``state``/``logs``/``cancel``/``outcome`` take only the handle, a fresh process
 can reattach to any job from its record (``run.Job.from_id``).
 
-Backend modules are imported lazily (see :func:`backend_class`), so
-``import nemo_run_k8s`` never imports docker or kubernetes.
+What a backend can do beyond the interface is declared, not probed:
+:meth:`Executor.image_spec` says whether its jobs run from a job image (and on
+which base, with which code directory). Backend modules are imported lazily
+(see :func:`backend_class`), so ``import nemo_run_k8s`` never imports docker or
+kubernetes, and nothing outside ``executors/<backend>/`` imports a backend's
+modules except through that registry.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan, Resources
+from nemo_run_k8s.errors import InvalidOptionError
+from nemo_run_k8s.spec import Handle, ImageSpec, JobIdentity, JobState, Plan, Resources
 
 if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
@@ -38,7 +43,19 @@ class Executor(abc.ABC):
     def resources(self) -> Resources:
         """The processes and GPUs one job of this executor asks for."""
 
-    def preflight(self) -> None:
+    def image_spec(self) -> ImageSpec | None:
+        """The base image and code directory of this executor's job images.
+
+        None for a backend whose jobs run without an image (the local one).
+        """
+        return None
+
+    def code_dirs(self) -> tuple[str, ...]:
+        """Directories baked into the job image: modules under them travel by reference."""
+        spec = self.image_spec()
+        return (spec.code_dir,) if spec is not None and spec.code_dir else ()
+
+    def check_backend(self) -> None:
         """Checks that need the backend (daemon, cluster) but start nothing.
 
         Raises :class:`~nemo_run_k8s.errors.InvalidOptionError` for requests the
@@ -121,8 +138,6 @@ def reject_unknown_options(cls: type) -> type:
         if unknown:
             import difflib
 
-            from nemo_run_k8s.errors import InvalidOptionError
-
             hints = []
             for name in unknown:
                 close = difflib.get_close_matches(name, names, n=1)
@@ -142,5 +157,7 @@ def backend_class(kind: str) -> type[Executor]:
     try:
         module_name, _, attr = _BACKENDS[kind].partition(":")
     except KeyError:
-        raise ValueError(f"unknown executor kind {kind!r}; known: {sorted(_BACKENDS)}") from None
+        raise InvalidOptionError(
+            f"unknown executor kind {kind!r}; known: {', '.join(sorted(_BACKENDS))}"
+        ) from None
     return getattr(importlib.import_module(module_name), attr)

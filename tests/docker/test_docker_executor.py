@@ -271,7 +271,7 @@ def test_unknown_base_image_is_refused_before_anything_is_created(
 ) -> None:
     name = f"no-image-{os.getpid()}"
     executor = run.DockerExecutor(base_image="nemo-run-k8s/no-such-base:never")
-    with pytest.raises(InvalidOptionError, match="is not present locally and cannot be pulled"):
+    with pytest.raises(run.ImageBuildError, match="is not present locally and cannot be pulled"):
         run.submit(run.Partial(show_env), executor, name=name)
     assert by_job_name(docker_client, name) == []
 

@@ -27,9 +27,9 @@ def plan(executor: de.DockerExecutor) -> Plan:
 
 
 def test_defaults_follow_the_gpus() -> None:
-    assert de.DockerExecutor().nproc == 1
-    assert de.DockerExecutor(gpus_per_node=4).nproc == 4
-    assert de.DockerExecutor(gpus_per_node=4, nproc_per_node=2).nproc == 2
+    assert de.DockerExecutor().resources().nproc_per_node == 1
+    assert de.DockerExecutor(gpus_per_node=4).resources().nproc_per_node == 4
+    assert de.DockerExecutor(gpus_per_node=4, nproc_per_node=2).resources().nproc_per_node == 2
     resources = de.DockerExecutor(num_nodes=3, gpus_per_node=2).resources()
     assert (resources.num_nodes, resources.nproc_per_node, resources.world_size) == (3, 2, 6)
 

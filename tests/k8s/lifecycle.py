@@ -101,7 +101,7 @@ def run_full_lifecycle(server: FakeApiServer) -> None:
             kubeconfig=str(kubeconfig),
             kube_context="fake",
         )
-        executor.preflight()
+        executor.check_backend()
         job = JobIdentity(job_id="lc1", name="lifecycle", job_dir=Path(tmp), experiment="rbac")
         bundle = fake_bundle(Path(tmp))
         handle = executor.launch(executor.plan(bundle, job), bundle, job)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
+import nemo_run_k8s as run
+from nemo_run_k8s.errors import BackendError, InvalidOptionError, SubmissionError
 from nemo_run_k8s.executors.kubernetes import client as k8s_client
 from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
 from nemo_run_k8s.spec import JobIdentity, JobState
@@ -235,7 +236,7 @@ def test_403_on_pod_logs_names_the_subresource(
     handle = submit(kubeconfig, tmp_path)
     wait_for(handle, lambda s: s.is_terminal)
     server.fail("get", "pods/log", 403)
-    with pytest.raises(SubmissionError, match="cannot 'get' pods/log in namespace 'default'"):
+    with pytest.raises(BackendError, match="cannot 'get' pods/log in namespace 'default'"):
         list(KubernetesExecutor.logs(handle))
 
 
@@ -243,11 +244,14 @@ def test_404_for_the_resource_type_says_the_operator_is_missing(
     server: FakeApiServer, kubeconfig: Path, tmp_path: Path
 ) -> None:
     server.crd_installed = False
-    with pytest.raises(SubmissionError, match="training operator is not installed"):
+    with pytest.raises(BackendError, match="training operator is not installed"):
         submit(kubeconfig, tmp_path)
     executor = KubernetesExecutor(image_repo="r.example.com/j", kubeconfig=str(kubeconfig))
-    with pytest.raises(SubmissionError, match="kubectl apply --server-side"):
-        executor.preflight()
+    with pytest.raises(BackendError, match="kubectl apply --server-side"):
+        executor.check_backend()
+    # run.submit says the job was not started: its refusals are SubmissionErrors.
+    with pytest.raises(SubmissionError, match="training operator is not installed"):
+        run.submit(run.Partial(print, "x"), executor)
 
 
 def test_409_is_a_name_clash(server: FakeApiServer, kubeconfig: Path, tmp_path: Path) -> None:
@@ -289,7 +293,7 @@ def test_unreachable_cluster_names_context_and_server(
 
 
 def test_unknown_context_is_reported(kubeconfig: Path, tmp_path: Path) -> None:
-    with pytest.raises(SubmissionError, match="context 'nope'"):
+    with pytest.raises(BackendError, match="context 'nope'"):
         submit(kubeconfig, tmp_path, context="nope")
 
 
@@ -318,7 +322,7 @@ def test_a_sweep_of_100_submissions_is_cheap(
 ) -> None:
     executor = FakeImageExecutor(image_repo="127.0.0.1:5000/jobs", kubeconfig=str(kubeconfig))
     bundle = fake_bundle(tmp_path)
-    executor.preflight()  # first use: client import and connection
+    executor.check_backend()  # first use: client import and connection
     start = time.perf_counter()
     for i in range(100):
         job = JobIdentity(job_id=f"s{i}", name="sweep", job_dir=tmp_path, experiment="bench")
@@ -337,6 +341,7 @@ def test_images_are_built_and_pushed_once_per_image(
 
     from nemo_run_k8s.executors.kubernetes import executor as k8s_executor
     from nemo_run_k8s.image import builder as job_image
+    from nemo_run_k8s.image import push as job_push
 
     calls: list[tuple[str, ...]] = []
 
@@ -349,7 +354,7 @@ def test_images_are_built_and_pushed_once_per_image(
         return f"{repo}@sha256:" + "d" * 64
 
     monkeypatch.setattr(job_image, "build_image", build_image)
-    monkeypatch.setattr(job_image, "push_image", push_image)
+    monkeypatch.setattr(job_push, "push_image", push_image)
     monkeypatch.setattr(k8s_executor, "_PUSHED", {})
     executor = KubernetesExecutor(
         image_repo="127.0.0.1:5000/jobs", kubeconfig=str(kubeconfig), base_image="base:1"

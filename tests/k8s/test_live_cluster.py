@@ -57,7 +57,7 @@ def test_tiny_job_runs_on_the_cluster(tmp_path: Path) -> None:
         memory="128Mi",
     )
     try:
-        executor.preflight()
+        executor.check_backend()
     except SubmissionError as err:
         if "training operator is not installed" in str(err):
             pytest.skip(str(err))

@@ -51,7 +51,7 @@ from nemo_run_k8s.exit_status import ExitStatus
 from nemo_run_k8s.image.context import atomic_write
 from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
 from nemo_run_k8s.paths import JobPaths
-from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan, Resources
+from nemo_run_k8s.spec import Handle, ImageSpec, JobIdentity, JobState, Plan, Resources
 
 _SUPERVISOR = str(Path(sup.__file__).resolve())
 _CANCEL_WAIT_SECONDS = 30.0
@@ -114,14 +114,13 @@ class DockerExecutor(HostExecutor):
         if self.code_dir is not None:
             self.code_dir = os.path.abspath(os.fspath(self.code_dir))
 
-    @property
-    def nproc(self) -> int:
-        if self.nproc_per_node is not None:
-            return self.nproc_per_node
-        return self.gpus_per_node or 1
-
     def resources(self) -> Resources:
-        return Resources(self.num_nodes, self.nproc, self.gpus_per_node)
+        """Containers, processes per container (default: one per GPU, or 1) and GPUs each."""
+        nproc = self.nproc_per_node if self.nproc_per_node is not None else self.gpus_per_node or 1
+        return Resources(self.num_nodes, nproc, self.gpus_per_node)
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.base_image, self.code_dir)
 
     def __repr__(self) -> str:  # secret values never printed
         fields = []
@@ -134,7 +133,7 @@ class DockerExecutor(HostExecutor):
 
     # ------------------------------------------------------------------ checks
 
-    def preflight(self) -> None:
+    def check_backend(self) -> None:
         """Refuses what the engine cannot do before anything is created."""
         from nemo_run_k8s.image.builder import docker_client
 
@@ -185,7 +184,7 @@ class DockerExecutor(HostExecutor):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from nemo_run_k8s.image.builder import ImageBuilder, ImageSpec
+        from nemo_run_k8s.image.builder import ImageBuilder
 
         builder = ImageBuilder()  # also checks that the engine answers
         api = builder.client.api
@@ -209,7 +208,7 @@ class DockerExecutor(HostExecutor):
                 if job.image:  # an experiment's shared image, already holding this bundle
                     image_ref, env_ref = job.image, None
                 else:
-                    image = builder.build([bundle], ImageSpec(self.base_image, self.code_dir))
+                    image = builder.build([bundle], self.image_spec())
                     image_ref, env_ref = image.ref, image.env_ref
             finally:
                 spec["network_id"] = network.result()
@@ -222,7 +221,7 @@ class DockerExecutor(HostExecutor):
                 env,
             )
             spec["nodes"] = [
-                {"node": doc["node"], "id": cid, "nproc": self.nproc}
+                {"node": doc["node"], "id": cid, "nproc": self.resources().nproc_per_node}
                 for doc, cid in zip(containers, created, strict=True)
             ]
             _start_all(api, [n["id"] for n in spec["nodes"]])
@@ -318,6 +317,8 @@ def _host_gpu_count() -> int | None:
 def _check_base_image(client: Any, ref: str) -> None:
     import docker.errors
 
+    from nemo_run_k8s.image.builder import base_image_missing
+
     try:
         client.images.get(ref)
         return
@@ -326,12 +327,7 @@ def _check_base_image(client: Any, ref: str) -> None:
     try:
         client.images.get_registry_data(ref)
     except docker.errors.APIError as err:
-        raise ds.invalid(
-            "base_image",
-            f"{ref!r} is not present locally and cannot be pulled ({err.explanation}). Build "
-            "or load it first (images/build.sh cpu builds nemo-run-k8s/cpu:local), or pass "
-            "base_image= an image you have (`docker images`).",
-        ) from err
+        raise base_image_missing(ref, err.explanation) from err
 
 
 # ---------------------------------------------------------------------- engine plumbing

@@ -45,7 +45,8 @@ def container_spec(
     """What ``docker run`` gets for one node (the image is filled in at launch)."""
     name = container_name(job.job_id, node)
     master = container_name(job.job_id, 0)
-    env = node_env(node, master, executor.master_port, executor.num_nodes, executor.nproc)
+    nproc = executor.resources().nproc_per_node
+    env = node_env(node, master, executor.master_port, executor.num_nodes, nproc)
     env.update(executor.env_vars or {})
     env.update({key: SECRET_MASK for key in executor.secret_env_vars or {}})
     command = [bundle_path]

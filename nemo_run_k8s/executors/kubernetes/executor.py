@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nemo_run_k8s import labels as k8s_labels
-from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
+from nemo_run_k8s.errors import BackendError, InvalidOptionError
 from nemo_run_k8s.executors.base import Executor, reject_unknown_options
 from nemo_run_k8s.executors.kubernetes import client as kc
 from nemo_run_k8s.executors.kubernetes.manifest import (
@@ -33,7 +34,7 @@ from nemo_run_k8s.executors.kubernetes.manifest import (
 )
 from nemo_run_k8s.executors.kubernetes.options import KubernetesOptions
 from nemo_run_k8s.runtime.contract import decode_outcome_line
-from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan, Resources
+from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan
 
 if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
@@ -67,15 +68,12 @@ class ListedJob:
 class KubernetesExecutor(KubernetesOptions, Executor):
     """Runs a job as a Kubeflow PyTorchJob: ``num_nodes`` pods of ``nproc_per_node`` processes.
 
-    Options are described on :class:`~nemo_run_k8s.executors.kubernetes.manifest.KubernetesOptions`.
+    Options are described on :class:`~nemo_run_k8s.executors.kubernetes.options.KubernetesOptions`.
     """
 
     kind: ClassVar[str] = "k8s"
     poll_interval: ClassVar[float] = 1.0  # seconds between polls while waiting
     cancel_timeout: ClassVar[float] = 300.0  # seconds cancel() waits for pods to go
-
-    def resources(self) -> Resources:
-        return Resources(self.num_nodes, self.procs_per_node, self.gpus_per_node)
 
     def placeholder_image(self, bundle: Bundle) -> str:
         """The tag shown by a dry run; launch replaces it with the pushed digest."""
@@ -112,16 +110,21 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         """
         if prebuilt and "@sha256:" in prebuilt:
             return prebuilt
-        from nemo_run_k8s.image import builder as job_image
+        from nemo_run_k8s.image.builder import build_image
+        from nemo_run_k8s.image.push import push_image
 
-        local = prebuilt or job_image.build_image(bundle, self).ref
+        local = prebuilt or build_image(bundle, self).ref
         key = (local, str(self.image_repo))
         if key not in _PUSHED:
-            _PUSHED[key] = job_image.push_image(local, str(self.image_repo))
+            _PUSHED[key] = push_image(local, str(self.image_repo))
         return _PUSHED[key]
 
-    def preflight(self) -> None:
+    def check_backend(self) -> None:
         """Checks that the cluster answers, the operator is installed, and we may list jobs."""
+        if self.code_dir is not None and not os.path.isdir(self.code_dir):
+            raise InvalidOptionError(
+                f"KubernetesExecutor(code_dir=...): {self.code_dir} is not a directory"
+            )
         conn = kc.connect(self.kubeconfig, self.kube_context)
         api = conn.custom().list_namespaced_custom_object
         ns = self.namespace
@@ -271,7 +274,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         while pods := kc.list_pods(conn, handle):
             if time.monotonic() > deadline:
                 left = ", ".join(p["metadata"]["name"] for p in pods)
-                raise SubmissionError(
+                raise BackendError(
                     f"PyTorchJob {ns}/{name} was deleted but pods remain after "
                     f"{cls.cancel_timeout:.0f}s: {left}; check them with kubectl get pods -n {ns}"
                 )

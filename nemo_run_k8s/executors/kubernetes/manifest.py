@@ -203,7 +203,7 @@ def build_pytorchjob(
         "kind": KIND,
         "metadata": metadata,
         "spec": {
-            "nprocPerNode": str(opts.procs_per_node),
+            "nprocPerNode": str(opts.resources().nproc_per_node),
             "runPolicy": run_policy,
             "pytorchReplicaSpecs": replicas,
         },
