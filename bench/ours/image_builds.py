@@ -34,6 +34,9 @@ class ImageTarget:
     def resources(self) -> Resources:
         return Resources()
 
+    def code_dirs(self) -> tuple[str, ...]:
+        return (self.code_dir,)
+
 
 def main() -> None:
     base, code_dir, n, change = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
