@@ -17,6 +17,12 @@ user's own modules (any module not installed in site-packages or the standard
 library) are pickled by value, so the job runs even when its image does not
 contain that code. Modules under a ``code_dir`` that is baked into the image
 travel by reference instead (they are imported in the job).
+
+A ``run.Partial`` whose arguments hold no ``run.Config`` (plain values and
+further Partials) is pickled *built*, as the ``functools.partial`` that
+``fdl.build`` makes of it: building it calls nothing, and the job then loads
+and calls it without importing fiddle (whose import is most of a job's
+start-up). Reading and verifying a bundle needs no fiddle either; only writing one does.
 """
 
 from __future__ import annotations
@@ -38,10 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
-import fiddle as fdl
-from fiddle import history as fdl_history
 
-from nemo_run_k8s.config.buildables import format_flat, iter_values, target_name
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import BundleError, ConfigError
 from nemo_run_k8s.paths import image_bundle_path
@@ -188,6 +191,8 @@ def make_bundle(
 
 
 def task_kind(task: Any) -> str:
+    import fiddle as fdl
+
     if isinstance(task, Script):
         return "script"
     if isinstance(task, fdl.Partial):
@@ -245,14 +250,38 @@ def pickle_task(task: Any, by_value: set[str]) -> bytes:
     modules = [sys.modules[name] for name in by_value]
     _name_classes_stably([*modules, sys.modules["__main__"]])
     with _registered_by_value(modules), _without_history(task):
+        payload = _prebuilt(task)
         try:
-            return cloudpickle.dumps(task, protocol=4)
+            return cloudpickle.dumps(payload, protocol=4)
         except Exception as err:
             raise _unpicklable(task, err) from err
 
 
+def _prebuilt(task: Any) -> Any:
+    """``task`` as the job loads it: a Partial of Partials and plain values, built.
+
+    Building such a tree only makes ``functools.partial`` objects (nothing is
+    called), and a built partial unpickles without fiddle. Anything holding a
+    ``run.Config`` (whose build constructs objects) is pickled as it is.
+    """
+    import fiddle as fdl
+
+    from nemo_run_k8s.config.buildables import iter_values
+
+    if not isinstance(task, fdl.Partial):
+        return task
+    for _, value in iter_values(task):
+        if isinstance(value, fdl.Buildable) and not isinstance(value, fdl.Partial):
+            return task
+    return fdl.build(task)
+
+
 def _unpicklable(task: Any, err: Exception) -> BundleError:
     """The error for a task that failed to pickle, naming the values that cannot be."""
+    import fiddle as fdl
+
+    from nemo_run_k8s.config.buildables import iter_values
+
     problems = []
     for path, value in iter_values(task):
         if isinstance(value, (fdl.Buildable, list, tuple, dict)):
@@ -277,12 +306,16 @@ def _short_error(err: Exception) -> str:
 
 
 def describe_task(task: Any) -> str:
+    from nemo_run_k8s.config.buildables import format_flat
+
     if isinstance(task, Script):
         return task.describe()
     return format_flat(task)
 
 
 def _describe_target(task: Any) -> str:
+    from nemo_run_k8s.config.buildables import target_name
+
     if isinstance(task, Script):
         return task.path or "<inline script>"
     return target_name(task.__fn_or_cls__)
@@ -317,6 +350,10 @@ def _hash_files(files: dict[str, bytes]) -> str:
 
 def _by_value_modules(task: Any, code_dirs: tuple[str, ...]) -> set[str]:
     """Top-level names of the user's own modules that the task refers to."""
+    import fiddle as fdl
+
+    from nemo_run_k8s.config.buildables import iter_values
+
     names = set()
     for _, value in iter_values(task):
         obj = value.__fn_or_cls__ if isinstance(value, fdl.Buildable) else value
@@ -330,6 +367,10 @@ def _by_value_modules(task: Any, code_dirs: tuple[str, ...]) -> set[str]:
 
 def _imports(task: Any, by_value: set[str]) -> dict[str, list[str]]:
     """``{module: [targets]}`` the job imports by reference (what the image must contain)."""
+    import fiddle as fdl
+
+    from nemo_run_k8s.config.buildables import iter_values
+
     imports: dict[str, set[str]] = {}
     for _, value in iter_values(task):
         obj = value.__fn_or_cls__ if isinstance(value, fdl.Buildable) else value
@@ -377,6 +418,11 @@ def _without_history(task: Any) -> Iterator[None]:
     (file, line, a process-wide counter). The job does not need it, and it
     would make the same task pickle differently each time it is created.
     """
+    import fiddle as fdl
+    from fiddle import history as fdl_history
+
+    from nemo_run_k8s.config.buildables import iter_values
+
     nodes = [v for _, v in iter_values(task) if isinstance(v, fdl.Buildable)]
     saved = [node.__argument_history__ for node in nodes]
     try:
