@@ -46,7 +46,7 @@ from typing import Any
 from nemo_run_k8s import records
 from nemo_run_k8s.bundle.files import Bundle, python_mismatch
 from nemo_run_k8s.errors import ImageBuildError, InvalidOptionError
-from nemo_run_k8s.image import wheels
+from nemo_run_k8s.image import engine, wheels
 from nemo_run_k8s.image.context import (
     FileHashCache,
     atomic_write,
@@ -156,14 +156,34 @@ class _Environment:
 
 
 class ImageBuilder:
-    """Builds job images with the Docker engine (docker SDK, classic builder)."""
+    """Builds job images with the Docker engine (docker SDK, classic builder).
+
+    Lookups and added layers go through :mod:`nemo_run_k8s.image.engine` (no SDK
+    import) where the engine is on a Unix socket; the SDK client is made on
+    first need (builds, pulls, the in-image check), or given as ``client``.
+    """
 
     def __init__(self, client: Any = None, quiet: bool | None = None):
-        self.client = client or docker_client()
+        self._client = client
+        self.engine = engine.from_env() if client is None else None
+        if self.engine is not None:
+            try:
+                self.engine.ping()
+            except (OSError, engine.EngineError) as err:
+                raise engine_unreachable(err) from err
+        elif client is None:
+            self._client = docker_client()
         if quiet is None:
             quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
         self.quiet = quiet
         self.cache = records.home() / "cache"
+
+    @property
+    def client(self) -> Any:
+        """The docker SDK client (made on first use)."""
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
 
     # ------------------------------------------------------------------ public
 
@@ -178,10 +198,10 @@ class ImageBuilder:
         shas = tuple(sorted({b.sha256 for b in bundles}))
         tag = digest([env_ref, *shas])[:32]
         ref = f"{JOB_REPO}:{tag}"
-        existing = self._find(ref) if env.image is not None else None
+        existing = self.find(ref) if env.image is not None else None
         built = existing is None
         if existing is not None:
-            image_id = existing.id
+            image_id = str(existing["Id"])
         else:
             image_id = self._add_bundle_layer(env, unique_bundles(bundles), ref)
         for bundle in bundles:
@@ -201,9 +221,9 @@ class ImageBuilder:
         code = {rel: sha for rel, _, sha in hashed}
         key = digest([base_key, *(f"{rel}:{sha}" for rel, sha in code.items())])
         ref = f"{ENV_REPO}:{key[:32]}"
-        image = self._find(ref)
+        image = self.find(ref)
         if image is not None:
-            return _Environment(ref, base_key, code, image.attrs)
+            return _Environment(ref, base_key, code, image)
         chain = self.cache / "env-chain" / f"{base_key[:32]}.json"
         overlay = self._overlay(chain, code, {rel: path for rel, path, _ in hashed})
         if overlay is not None:
@@ -221,7 +241,7 @@ class ImageBuilder:
             buildargs={"BASE_IMAGE": spec.base_image, "NEMO_RUN_K8S_PYTHON": base["python"]},
         )
         atomic_write(chain, json.dumps({"ref": ref, "code": code, "depth": 0}))
-        return _Environment(ref, base_key, code, self.client.api.inspect_image(ref))
+        return _Environment(ref, base_key, code, self.find(ref))
 
     def _base_key(self, spec: ImageSpec, base: dict[str, Any]) -> tuple[str, list[Path], Path]:
         """The key of everything in the environment but the code; the wheels it names."""
@@ -253,7 +273,7 @@ class ImageBuilder:
         old: dict[str, str] = previous.get("code", {})
         if previous.get("depth", MAX_OVERLAYS) >= MAX_OVERLAYS or not set(old) <= set(code):
             return None
-        parent = self._find(previous["ref"])
+        parent = self.find(previous["ref"])
         if parent is None:
             return None
         root = IMAGE_CODE_ROOT.lstrip("/")
@@ -261,7 +281,7 @@ class ImageBuilder:
             (f"{root}/{rel}", paths[rel]) for rel, sha in code.items() if old.get(rel) != sha
         ]
         layer = tar_context({}, changed).getvalue()
-        return parent.attrs, layer, int(previous["depth"]) + 1
+        return parent, layer, int(previous["depth"]) + 1
 
     def _add_bundle_layer(self, env: _Environment, bundles: Sequence[Bundle], ref: str) -> str:
         """The recipe's last step (``COPY bundles/ /opt/nemo_run_k8s/bundles/``), done directly.
@@ -285,16 +305,15 @@ class ImageBuilder:
             images, layers = [], (bundle_layer,)
         labels[BUNDLES_LABEL] = ",".join(b.sha256 for b in bundles)
         images.append(NewImage(ref, layers, labels))
-        ids = add_layers(self.client.api, parent, images)
+        ids = add_layers(self._load, parent, images)
         self._say(f"built {ref}")
         return ids[-1]
 
     def base_info(self, base_image: str) -> dict[str, Any]:
         """Image id, Python version and platform of a base image (cached per image id)."""
-        image = self._find(base_image)
-        if image is None:
-            image = self._pull(base_image)
-        cache = self.cache / "base-info" / f"{image.id.replace(':', '-')}.json"
+        image = self.find(base_image) or self._pull(base_image)
+        image_id = str(image["Id"])
+        cache = self.cache / "base-info" / f"{image_id.replace(':', '-')}.json"
         try:
             return dict(json.loads(cache.read_text()))
         except (FileNotFoundError, json.JSONDecodeError):
@@ -303,9 +322,9 @@ class ImageBuilder:
             "import json, sys, sysconfig; print(json.dumps({'python': '%d.%d.%d' % "
             "sys.version_info[:3], 'platform': sysconfig.get_platform()}))"
         )
-        output = self._run_once(image.id, ["python3", "-c", probe], what=f"base image {base_image}")
+        output = self._run_once(image_id, ["python3", "-c", probe], what=f"base image {base_image}")
         info = json.loads(output.strip().splitlines()[-1])
-        info["id"] = image.id
+        info["id"] = image_id
         info["python_minor"] = ".".join(info["python"].split(".")[:2])
         atomic_write(cache, json.dumps(info))
         return info
@@ -365,22 +384,46 @@ class ImageBuilder:
 
     # ------------------------------------------------------------------ docker plumbing
 
-    def _find(self, ref: str) -> Any:
+    def find(self, ref: str) -> dict[str, Any] | None:
+        """The image's inspect, or None when the engine does not have it."""
+        if self.engine is not None:
+            try:
+                return self.engine.inspect_image(ref)
+            except (OSError, engine.EngineError) as err:
+                raise ImageBuildError(f"cannot inspect image {ref}: {err}") from err
         import docker.errors
 
         try:
-            return self.client.images.get(ref)
+            return dict(self.client.api.inspect_image(ref))
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as err:
             raise ImageBuildError(f"cannot inspect image {ref}: {err.explanation}") from err
 
-    def _pull(self, ref: str) -> Any:
+    def _load(self, archive: bytes) -> None:
+        """``docker load`` of an in-memory tar (see :mod:`nemo_run_k8s.image.layers`)."""
+        if self.engine is not None:
+            try:
+                self.engine.load(archive)
+            except (OSError, engine.EngineError) as err:
+                raise ImageBuildError(f"adding a layer failed: {err}") from err
+            return
+        import docker.errors
+
+        try:
+            for chunk in self.client.api.load_image(archive, quiet=True):
+                if isinstance(chunk, dict) and ("error" in chunk or "errorDetail" in chunk):
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
+                    raise ImageBuildError(f"adding a layer failed: {detail}")
+        except docker.errors.APIError as err:
+            raise ImageBuildError(f"adding a layer failed: {err.explanation}") from err
+
+    def _pull(self, ref: str) -> dict[str, Any]:
         import docker.errors
 
         self._say(f"pulling base image {ref} ...")
         try:
-            return self.client.images.pull(ref)
+            return dict(self.client.images.pull(ref).attrs)
         except docker.errors.APIError as err:
             raise base_image_missing(ref, err.explanation) from err
 
@@ -487,13 +530,17 @@ def docker_client() -> Any:
         client.ping()
     except Exception as err:  # DockerException, or the transport's error on a reused client
         _CLIENTS.pop(key, None)
-        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise ImageBuildError(
-            f"cannot reach the Docker engine at {host} ({err}). Start dockerd (or Docker "
-            "Desktop), or use run.LocalExecutor() to run without Docker."
-        ) from err
+        raise engine_unreachable(err) from err
     _CLIENTS[key] = client
     return client
+
+
+def engine_unreachable(err: Exception) -> ImageBuildError:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return ImageBuildError(
+        f"cannot reach the Docker engine at {host} ({err}). Start dockerd (or Docker "
+        "Desktop), or use run.LocalExecutor() to run without Docker."
+    )
 
 
 def env_recipe() -> str:

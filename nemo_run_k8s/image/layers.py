@@ -21,10 +21,8 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-
-from nemo_run_k8s.errors import ImageBuildError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,18 +99,10 @@ def load_archive(parent: dict[str, Any], images: Sequence[NewImage]) -> tuple[by
     return buf.getvalue(), ids
 
 
-def add_layers(api: Any, parent: dict[str, Any], images: Sequence[NewImage]) -> list[str]:
-    """Adds ``images`` (each ``parent`` plus its layers) to the engine; returns their ids."""
-    import docker.errors
-
+def add_layers(
+    load: Callable[[bytes], None], parent: dict[str, Any], images: Sequence[NewImage]
+) -> list[str]:
+    """Adds ``images`` (each ``parent`` plus its layers) with ``load`` (a docker load); ids."""
     archive, ids = load_archive(parent, images)
-    try:
-        for chunk in api.load_image(archive, quiet=True):
-            if isinstance(chunk, dict) and ("error" in chunk or "errorDetail" in chunk):
-                detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                raise ImageBuildError(f"adding a layer to {parent['Id']} failed: {detail}")
-    except docker.errors.APIError as err:
-        raise ImageBuildError(
-            f"adding a layer to {parent['Id']} failed: {err.explanation}"
-        ) from err
+    load(archive)
     return ids

@@ -244,6 +244,7 @@ def _in_parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
 
 def watch(job_dir: Path, go_fd: int) -> int:
     """Waits for the submitter's go on ``go_fd``, then supervises the job in ``job_dir``."""
+    # Imported while the submitter launches (which needs no docker SDK): off the job's path.
     import docker
 
     # Started before the containers are created: the go comes once they all run.
