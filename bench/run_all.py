@@ -22,7 +22,10 @@ Rows:
           engine's floor for adding a few-KB layer to an existing image (docker load of
           the layer alone, and a container commit), no code of ours.
   docker  a trivial 2-node Docker job, submit to finish, whole process, vs TorchX
-          local_docker with 2 replicas.
+          local_docker with 2 replicas. Baseline rows: Docker alone doing the same
+          shape (network, two containers of `true`, start, wait, remove; no code of
+          ours), and a Python process importing fiddle: a whole-process submission of
+          a fiddle config pays at least both.
   sweep   a 100-job sweep submitted to Kubernetes, with the count of image builds, vs
           100 TorchX submissions with a workspace (dry run). Ours launches against a
           stand-in API server with a throw-away local registry when `docker-registry`
@@ -247,7 +250,29 @@ class Bench:
             note=_install_note(torchx),
         )
         _remove_containers("torchx.pytorch.org/version")
-        return [Row("2-node trivial Docker job, submit to finish", ours, [peer])]
+        docker_alone = self._runner_side(
+            "Docker alone (in-process)",
+            [sys.executable, str(BENCH / "ours" / "docker_floor.py"), self.base, str(self.n)],
+        )
+        python_fiddle = sample_whole_process(
+            "python -c 'import fiddle, cloudpickle'",
+            [sys.executable, "-c", "import fiddle, cloudpickle"],
+            self.env(),
+            self.n,
+        )
+        return [
+            Row("2-node trivial Docker job, submit to finish", ours, [peer]),
+            Row(
+                "floor: network + 2 containers of `true`, started, waited, removed",
+                docker_alone,
+                [],
+            ),
+            Row(
+                "floor: a Python process that imports fiddle (the config's library)",
+                python_fiddle,
+                [],
+            ),
+        ]
 
     def row_sweep(self) -> list[Row]:
         from workloads.codedirs import make_code_dir
