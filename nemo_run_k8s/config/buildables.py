@@ -71,7 +71,7 @@ def iter_buildables(cfg: Any) -> Iterator[tuple[str, fdl.Buildable]]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+def parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # builtins without a signature
@@ -85,7 +85,7 @@ def _parameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
 
 def accepts(node: fdl.Buildable, name: str) -> bool:
     """Whether the node's target has a named parameter ``name``."""
-    return name in _parameters(node.__fn_or_cls__)
+    return name in parameters(node.__fn_or_cls__)
 
 
 def target_name(fn: Any) -> str:
@@ -113,7 +113,7 @@ class _TreeOps:
         nodes = [node for _, node in iter_buildables(self)]
         unmatched = [name for name in values if not any(accepts(n, name) for n in nodes)]
         if unmatched:
-            accepted = sorted({p for n in nodes for p in _parameters(n.__fn_or_cls__)})
+            accepted = sorted({p for n in nodes for p in parameters(n.__fn_or_cls__)})
             raise ConfigError(
                 f"broadcast: no config node in this tree accepts {', '.join(unmatched)}. "
                 f"Parameters the tree accepts: {', '.join(accepted) or '(none)'}"
@@ -177,7 +177,7 @@ class _TreeOps:
 
 def _has_value(node: fdl.Buildable, name: str) -> bool:
     """The parameter exists on the target and is set or has a default."""
-    param = _parameters(node.__fn_or_cls__).get(name)
+    param = parameters(node.__fn_or_cls__).get(name)
     if param is None:
         return False
     return name in node.__arguments__ or param.default is not inspect.Parameter.empty
