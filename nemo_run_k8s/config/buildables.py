@@ -3,9 +3,13 @@
 ``Config`` and ``Partial`` subclass fiddle's, so ``fdl.build``, fiddle's
 printing and serialization accept them unchanged. They add a few tree-wide
 helpers (:meth:`~_TreeOps.broadcast`, :meth:`~_TreeOps.walk`,
-:meth:`~_TreeOps.copy`, :meth:`~_TreeOps.to_yaml`) that visit
+:meth:`~_TreeOps.copy` alias ``clone``, :meth:`~_TreeOps.to_yaml`) that visit
 every config node of the tree (see :mod:`nemo_run_k8s.config.traversal`).
 
+Two conversions happen when a config is created, as in NeMo-Run (see
+:mod:`nemo_run_k8s.config.arguments`): a dataclass instance given as an argument
+becomes a ``run.Config`` of it, and a parameter annotated
+``Annotated[Optional[X], run.Config[X]]`` that is left unset gets ``run.Config(X)``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Generic, TypeVar, overload
 import fiddle as fdl
 from fiddle import daglish
 
+from nemo_run_k8s.config.arguments import config_defaults, convert_argument
 from nemo_run_k8s.config.printing import flatten, format_flat, format_tree, target_name
 from nemo_run_k8s.config.traversal import (
     ROOT,
@@ -71,6 +76,20 @@ def accepts(node: fdl.Buildable, name: str) -> bool:
 
 class _TreeOps:
     """Tree-wide helpers shared by :class:`Config` and :class:`Partial`."""
+
+    def __init__(self, fn_or_cls: Any, /, *args: Any, **kwargs: Any):
+        args = tuple(convert_argument(a, Config) for a in args)
+        kwargs = {k: convert_argument(v, Config) for k, v in kwargs.items()}
+        if not isinstance(fn_or_cls, fdl.Buildable):
+            for name, make_default in config_defaults(fn_or_cls).items():
+                if name not in kwargs:
+                    kwargs[name] = make_default()
+        super().__init__(fn_or_cls, *args, **kwargs)  # type: ignore[call-arg]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("__"):
+            value = convert_argument(value, Config)
+        super().__setattr__(name, value)
 
     def broadcast(self: T, **values: Any) -> T:
         """Sets each value on every node whose target accepts that parameter.
@@ -140,6 +159,10 @@ class _TreeOps:
             raise ConfigError(
                 f"{deepest_path(self)}: the config is nested too deeply to copy"
             ) from None
+
+    def clone(self: T) -> T:
+        """NeMo-Run's name for :meth:`copy`."""
+        return self.copy()
 
     def to_yaml(self) -> str:
         """This config as Hydra-style YAML (see :func:`nemo_run_k8s.to_yaml`)."""
