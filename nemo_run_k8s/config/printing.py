@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import fiddle as fdl
+from fiddle import daglish
 
-from nemo_run_k8s.config.traversal import ROOT, Children, fold, iter_occurrences
+from nemo_run_k8s.config.traversal import ROOT, children, iter_occurrences, iter_values
 
 
 def target_name(fn: Any) -> str:
@@ -60,26 +61,42 @@ def format_flat(cfg: Any) -> str:
 
 
 def format_tree(value: Any) -> str:
-    """An indented, readable rendering of a config tree (what ``str(cfg)`` shows)."""
-    return str(fold(value, _render, shared_once=False))
+    """An indented, readable rendering of a config tree (what ``str(cfg)`` shows).
+
+    Config nodes, and lists or tuples holding config nodes, open an indented
+    block; anything else prints as its ``repr``. A shared node is written out
+    at each place.
+    """
+    for _ in iter_values(value):  # a tree that contains itself is an error naming the path
+        pass
+    lines: list[str] = []
+    # Work items: a value to render (value, "name=" prefix, depth, suffix), or a finished line.
+    stack: list[tuple[Any, str, int, str] | str] = [(value, "", 0, "")]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        v, prefix, depth, suffix = item
+        pad = "  " * depth
+        if isinstance(v, fdl.Buildable):
+            head = f"{type(v).__name__}[{getattr(v.__fn_or_cls__, '__qualname__', v)}]"
+            kids = children(v) or []
+            if not kids:
+                lines.append(f"{pad}{prefix}{head}(){suffix}")
+                continue
+            lines.append(f"{pad}{prefix}{head}(")
+            stack.append(f"{pad}){suffix}")
+            stack.extend((c, f"{_name(e)}=", depth + 1, ",") for e, c in reversed(kids))
+        elif type(v) in (list, tuple) and any(isinstance(c, fdl.Buildable) for c in v):
+            open_, close = ("[", "]") if type(v) is list else ("(", ")")
+            lines.append(f"{pad}{prefix}{open_}")
+            stack.append(f"{pad}{close}{suffix}")
+            stack.extend((c, "", depth + 1, ",") for c in reversed(v))
+        else:
+            lines.append(f"{pad}{prefix}{v!r}{suffix}")
+    return "\n".join(lines)
 
 
-def _render(path: str, value: Any, kids: Children | None) -> str:
-    rendered = [_indent_tail(text) for _, text in kids or []]
-    if isinstance(value, fdl.Buildable):
-        head = f"{type(value).__name__}[{getattr(value.__fn_or_cls__, '__qualname__', value)}]"
-        if not rendered:
-            return head + "()"
-        names = [element.code.lstrip(".") for element, _ in kids or []]
-        inner = "".join(f"  {n}={r},\n" for n, r in zip(names, rendered, strict=True))
-        return f"{head}(\n{inner})"
-    if type(value) in (list, tuple) and any(isinstance(v, fdl.Buildable) for v in value):
-        open_, close = ("[", "]") if isinstance(value, list) else ("(", ")")
-        inner = "".join(f"  {r},\n" for r in rendered)
-        return f"{open_}\n{inner}{close}"
-    return repr(value)
-
-
-def _indent_tail(text: str) -> str:
-    """Indents every line but the first by one level (the first follows ``name=``)."""
-    return text.replace("\n", "\n  ")
+def _name(element: daglish.PathElement) -> str:
+    return element.name if isinstance(element, daglish.Attr) else str(element.code.strip("[]"))

@@ -107,6 +107,11 @@ def test_a_deep_tree_is_walked_without_recursion_errors():
     cfg.walk(lambda node: setattr(node, "size", node.size + 1))
     assert dict(iter_values(cfg))[f"{deepest}.size"] == 8
     assert f"{deepest[len('<root>.') :]}.size = 8" in format_flat(cfg).splitlines()
+    assert str(cfg).splitlines()[levels : levels + 3] == [
+        "  " * levels + "child=Config[Node](",
+        "  " * (levels + 1) + "size=8,",
+        "  " * levels + "),",
+    ]
 
 
 @pytest.mark.parametrize(
