@@ -4,6 +4,7 @@ positional arguments, ``clone()``, dataclass arguments and optional config defau
 from __future__ import annotations
 
 import functools
+from typing import Annotated
 
 import fiddle as fdl
 import pytest
@@ -142,3 +143,12 @@ def test_a_given_optional_config_parameter_is_kept():
 def test_the_default_config_can_be_broadcast_into():
     cfg = run.Config(Job, model=run.Config(Model)).broadcast(lr=0.5)
     assert fdl.build(cfg).optimizer == Optimizer(lr=0.5)
+
+
+def test_a_partial_in_the_annotation_gives_a_default_partial():
+    def schedule(optimizer: Annotated[Optimizer | None, run.Partial[Optimizer]] = None):
+        return optimizer
+
+    cfg = run.Config(schedule)
+    assert type(cfg.optimizer) is run.Partial
+    assert fdl.build(cfg)(lr=0.3) == Optimizer(lr=0.3)
