@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.bundle.files import Bundle, check_callable, make_bundle, task_kind
+from nemo_run_k8s.bundle.files import Bundle, make_bundle
+from nemo_run_k8s.bundle.tasks import check_callable, task_kind
 from nemo_run_k8s.errors import BackendError, JobFailed, SubmissionError
 from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job

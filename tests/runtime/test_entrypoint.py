@@ -18,7 +18,8 @@ import cloudpickle
 import pytest
 
 import nemo_run_k8s as run
-from nemo_run_k8s.bundle.files import make_bundle, read_outcome
+from nemo_run_k8s.bundle.files import make_bundle
+from nemo_run_k8s.bundle.outcome import read_outcome
 from tests.conftest import child_env
 
 EXIT_OK, EXIT_TASK_FAILED, EXIT_SETUP_ERROR, EXIT_TERMINATED = 0, 1, 3, 143
