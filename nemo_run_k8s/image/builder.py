@@ -511,8 +511,8 @@ _CLIENTS: dict[tuple[str, ...], Any] = {}
 def docker_client() -> Any:
     """A docker SDK client, with a clear error when no engine answers.
 
-    One client per process and engine address (making one costs ~50 ms: the
-    SDK reads its config and negotiates the API version); each call still pings.
+    One client per process and engine address (making one reads the SDK's
+    config and negotiates the API version); each call still pings.
     """
     try:
         import docker

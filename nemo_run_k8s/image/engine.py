@@ -1,7 +1,7 @@
 """The few Docker Engine API calls of a submission, over the standard library.
 
-The docker SDK takes 0.1-0.3 s to import (it brings requests and urllib3), which a
-whole-process submission pays before its first call. A submission whose image
+Importing the docker SDK (it brings requests and urllib3) is a large part of a
+whole-process submission (bench/bench_docker.py shows it). A submission whose image
 exists needs only a handful of calls: ping, inspect an image, load a layer,
 create a network, create and start containers. They go through :class:`Engine`,
 an HTTP client on the engine's Unix socket (``DOCKER_HOST=unix://...``, the

@@ -207,7 +207,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 def _publish(output: Path | None, status: str, value: Any) -> None:
-    from nemo_run_k8s.bundle.files import write_outcome
+    from nemo_run_k8s.bundle.outcome import write_outcome
 
     if output is not None:
         write_outcome(output, status, value)
