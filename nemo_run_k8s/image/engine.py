@@ -5,9 +5,9 @@ whole-process submission (bench/bench_docker.py shows it). A submission whose im
 exists needs only a handful of calls: ping, inspect an image, load a layer,
 create a network, create and start containers. They go through :class:`Engine`,
 an HTTP client on the engine's Unix socket (``DOCKER_HOST=unix://...``, the
-default). Everything else (builds, pulls, the in-image check, following logs) and
-any other ``DOCKER_HOST`` (TCP, TLS, ssh) use the SDK: :func:`from_env` returns
-None for those.
+default); so do the Docker supervisor's (follow logs, wait, stop, remove).
+Builds, pulls, the in-image check, pushes and any other ``DOCKER_HOST`` (TCP,
+TLS, ssh) use the SDK: :func:`from_env` returns None for those.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 API_VERSION = "v1.40"  # Docker 19.03 and later; newer engines accept it
@@ -36,7 +37,7 @@ class NotFound(EngineError):
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
+    def __init__(self, path: str, timeout: float | None):
         super().__init__("localhost", timeout=timeout)
         self.path = path
 
@@ -54,7 +55,7 @@ class _UnixConnection(http.client.HTTPConnection):
 class Engine:
     """A Docker Engine API client on a Unix socket; one connection per call (thread-safe)."""
 
-    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float = 300.0):
+    def __init__(self, path: str = DEFAULT_SOCKET, timeout: float | None = 300.0):
         self.path, self.timeout = path, timeout
 
     def request(
@@ -122,17 +123,75 @@ class Engine:
     def start(self, container_id: str) -> None:
         self.request("POST", f"/containers/{container_id}/start")
 
+    # The supervisor's calls, named and shaped as the SDK's APIClient names them.
 
-def from_env() -> Engine | None:
+    def wait(self, container_id: str, timeout: float | None = None) -> dict[str, Any]:
+        engine = Engine(self.path, timeout) if timeout != self.timeout else self
+        return dict(json.loads(engine.request("POST", f"/containers/{container_id}/wait")))
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        self.request("POST", f"/containers/{container_id}/stop", params={"t": str(timeout)})
+
+    def remove_container(self, container_id: str, force: bool = False) -> None:
+        params = {"force": "1"} if force else None
+        self.request("DELETE", f"/containers/{container_id}", params=params)
+
+    def remove_network(self, network_id: str) -> None:
+        self.request("DELETE", f"/networks/{network_id}")
+
+    def logs(
+        self,
+        container_id: str,
+        stdout: bool = True,
+        stderr: bool = True,
+        stream: bool = True,
+        follow: bool = False,
+    ) -> Iterator[bytes]:
+        """A container's output as it comes (a container without a TTY: frames demultiplexed)."""
+        params = {
+            "stdout": str(int(stdout)),
+            "stderr": str(int(stderr)),
+            "follow": str(int(follow)),
+        }
+        url = f"/{API_VERSION}/containers/{container_id}/logs?" + urllib.parse.urlencode(params)
+        connection = _UnixConnection(self.path, None if follow else self.timeout)
+        try:
+            connection.request("GET", url)
+            response = connection.getresponse()
+            if response.status >= 400:
+                error = NotFound if response.status == 404 else EngineError
+                raise error(response.status, response.read().decode(errors="replace").strip())
+            while True:
+                header = response.read(8)
+                if len(header) < 8:
+                    return
+                size = int.from_bytes(header[4:8], "big")
+                payload = response.read(size)
+                if payload:
+                    yield payload
+        finally:
+            connection.close()
+
+
+def from_env(timeout: float | None = 300.0) -> Engine | None:
     """An :class:`Engine` for this process's ``DOCKER_HOST``, or None where the SDK is needed."""
     host = os.environ.get("DOCKER_HOST", "")
     if os.environ.get("DOCKER_TLS_VERIFY") or os.environ.get("DOCKER_CONTEXT"):
         return None
     if not host:
-        return Engine(DEFAULT_SOCKET)
+        return Engine(DEFAULT_SOCKET, timeout)
     if host.startswith("unix://"):
-        return Engine(host.removeprefix("unix://"))
+        return Engine(host.removeprefix("unix://"), timeout)
     return None
+
+
+def errors_of(api: Any) -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """(not-found errors, all API errors) that ``api`` (an Engine or the SDK's) raises."""
+    if isinstance(api, Engine):
+        return (NotFound,), (EngineError, OSError)
+    import docker.errors
+
+    return (docker.errors.NotFound,), (docker.errors.APIError,)
 
 
 def _quote(ref: str) -> str:
