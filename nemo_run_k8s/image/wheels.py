@@ -65,9 +65,11 @@ def _cached_closure(cache: Path) -> dict[str, str]:
 
     Installing, upgrading or removing a package adds or removes entries in its
     site-packages directory, which changes that directory's modification time.
+    Only those directories count (a script's own directory changes for other reasons).
     """
     stamp = hashlib.sha256(sys.executable.encode())
-    for entry in sys.path:
+    installed = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    for entry in installed or sys.path:
         try:
             stamp.update(f"\0{entry}\0{os.stat(entry or '.').st_mtime_ns}".encode())
         except OSError:
