@@ -386,17 +386,19 @@ def watch_start(
     """
     from nemo_run_k8s.spec import JobState
 
-    rep = reporter(quiet)
-    with rep.start(job_id) as start:
+    description = describe()
+    if description.state is not JobState.PENDING:  # started already: nothing to show
+        return description.state
+    with reporter(quiet).start(job_id) as start:
         delay = 0.01
         while True:
-            description = describe()
             if description.state is not JobState.PENDING:
                 start.done(description.state)
                 return description.state
             start.update(description)
             time.sleep(delay)
             delay = min(delay * 1.5, poll)
+            description = describe()
 
 
 # --------------------------------------------------------------------------- helpers
