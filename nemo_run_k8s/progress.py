@@ -93,6 +93,9 @@ class _View:
     def status(self, key: str, text: str, done: float | None = None, total: float | None = None):
         pass
 
+    def remove(self, key: str) -> None:
+        """The moving part ``key`` is finished (its line, if any, was printed)."""
+
     def close(self) -> None:
         pass
 
@@ -165,6 +168,11 @@ class _LiveView(_View):
         if task is None:
             task = self.tasks[key] = self.progress.add_task(text, total=total)
         self.progress.update(task, description=text, completed=done or 0, total=total)
+
+    def remove(self, key: str) -> None:
+        task = self.tasks.pop(key, None)
+        if task is not None:
+            self.progress.remove_task(task)
 
     def close(self) -> None:
         self.progress.stop()
@@ -311,11 +319,12 @@ class PushProgress:
         elif status == "Pushed":
             self.layers[layer] = (total, total)
             self.finished.add(layer)
-            self.view.status(layer, f"  layer {layer}", total, total)
+            self.view.remove(layer)
             self.view.line(f"  layer {layer}: pushed {size(total)}")
         elif status == "Layer already exists" or status.startswith("Mounted from"):
             self.existing.add(layer)
             self.finished.add(layer)
+            self.view.remove(layer)
             self.view.line(f"  layer {layer}: already in the registry")
         else:
             self.layers.setdefault(layer, (0, 0))
