@@ -215,6 +215,11 @@ class Reporter:
             yield PushProgress(view, repo, tag)
 
     @contextlib.contextmanager
+    def pull(self, repo: str, tag: str) -> Iterator[PullProgress]:
+        with self._open() as view:
+            yield PullProgress(view, repo, tag)
+
+    @contextlib.contextmanager
     def start(self, job_id: str) -> Iterator[StartProgress]:
         with self._open() as view:
             yield StartProgress(view, job_id)
@@ -296,49 +301,66 @@ class BuildProgress:
 class PushProgress:
     """A ``docker push``: bytes per layer, the total, layers the registry already had."""
 
+    verb, verb_done, verb_ing = "push", "pushed", "pushing"
+    sending: tuple[str, ...] = ("Pushing",)
+    finished_statuses: tuple[str, ...] = ("Pushed",)
+    present_statuses: tuple[str, ...] = ("Layer already exists", "Mounted from")
+    present_words = "already in the registry"
+
     def __init__(self, view: _View, repo: str, tag: str) -> None:
         self.view, self.name = view, f"{repo}:{tag}"
         self.started = time.monotonic()
-        self.layers: dict[str, tuple[int, int]] = {}  # id -> (sent, total)
+        self.layers: dict[str, tuple[int, int]] = {}  # id -> (bytes done, total)
         self.existing: set[str] = set()
         self.finished: set[str] = set()
-        view.line(f"pushing {self.name}")
-        view.status("total", f"pushing {self.name}")
+        view.line(f"{self.verb_ing} {self.name}")
+        view.status("total", f"{self.verb_ing} {self.name}")
 
     def feed(self, chunk: dict[str, Any]) -> None:
-        """One decoded chunk of the engine's push stream."""
+        """One decoded chunk of the engine's stream."""
         layer, status = chunk.get("id", ""), chunk.get("status", "")
         if not layer or not status or layer in self.finished:
             return
         detail = chunk.get("progressDetail") or {}
         sent, total = self.layers.get(layer, (0, 0))
-        if status == "Pushing" and detail.get("total"):
+        if status in self.sending and detail.get("total"):
             sent, total = int(detail.get("current", 0)), int(detail["total"])
             self.layers[layer] = (sent, total)
             self.view.status(layer, f"  layer {layer}", sent, total)
-        elif status == "Pushed":
+        elif status in self.finished_statuses:
             self.layers[layer] = (total, total)
             self.finished.add(layer)
             self.view.remove(layer)
-            self.view.line(f"  layer {layer}: pushed {size(total)}")
-        elif status == "Layer already exists" or status.startswith("Mounted from"):
+            self.view.line(f"  layer {layer}: {self.verb_done} {size(total)}")
+        elif status.startswith(self.present_statuses):
             self.existing.add(layer)
             self.finished.add(layer)
             self.view.remove(layer)
-            self.view.line(f"  layer {layer}: already in the registry")
+            self.view.line(f"  layer {layer}: {self.present_words}")
         else:
             self.layers.setdefault(layer, (0, 0))
         done = sum(s for s, _ in self.layers.values())
         whole = sum(t for _, t in self.layers.values())
-        self.view.status("total", f"pushing {self.name}", done, whole or None)
+        self.view.status("total", f"{self.verb_ing} {self.name}", done, whole or None)
 
     def done(self, ref: str) -> None:
-        sent = sum(t for lid, (_, t) in self.layers.items() if lid not in self.existing)
+        moved = sum(t for lid, (_, t) in self.layers.items() if lid not in self.existing)
         seconds = time.monotonic() - self.started
         self.view.line(
-            f"pushed {ref}: {len(self.finished)} layer(s), {len(self.existing)} already there, "
-            f"{size(sent)} sent in {seconds:.1f}s"
+            f"{self.verb_done} {ref}: {len(self.finished)} layer(s), {len(self.existing)} "
+            f"already there, {size(moved)} {'sent' if self.verb == 'push' else 'downloaded'} "
+            f"in {seconds:.1f}s"
         )
+
+
+class PullProgress(PushProgress):
+    """A ``docker pull`` (a base image): bytes downloaded per layer, layers already here."""
+
+    verb, verb_done, verb_ing = "pull", "pulled", "pulling"
+    sending = ("Downloading",)
+    finished_statuses = ("Pull complete",)
+    present_statuses = ("Already exists",)
+    present_words = "already here"
 
 
 class StartProgress:

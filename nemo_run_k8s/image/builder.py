@@ -316,12 +316,20 @@ class ImageBuilder:
 
     def _pull(self, ref: str) -> Any:
         import docker.errors
+        from docker.utils import parse_repository_tag
 
-        self._say(f"pulling base image {ref} ...")
-        try:
-            return self.client.images.pull(ref)
-        except docker.errors.APIError as err:
-            raise base_image_missing(ref, err.explanation) from err
+        repo, tag = parse_repository_tag(ref)
+        with self.progress.pull(repo, tag or "latest") as shown:
+            try:
+                for chunk in self.client.api.pull(repo, tag, stream=True, decode=True):
+                    if "error" in chunk or "errorDetail" in chunk:
+                        raise base_image_missing(ref, chunk.get("error", str(chunk)))
+                    shown.feed(chunk)
+                image = self.client.images.get(ref)
+            except docker.errors.APIError as err:
+                raise base_image_missing(ref, err.explanation) from err
+            shown.done(ref)
+        return image
 
     def _run_once(
         self, image: str, command: list[str], what: str, allow_failure: bool = False

@@ -105,3 +105,33 @@ def test_push_progress_in_a_pipe_has_bytes_per_layer_and_the_total(
         r"[\d.]+ [kMG]?B sent in [\d.]+s",
         err,
     ), err
+
+
+def test_a_base_image_pull_shows_its_layers_and_a_missing_one_says_so(
+    base_image: str, docker_client: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nemo_run_k8s import progress
+    from nemo_run_k8s.errors import ImageBuildError
+    from nemo_run_k8s.image.builder import ImageBuilder
+
+    if not registry_answers():
+        pytest.skip(f"no registry answers on {REGISTRY} (.ci/setup-registry.sh starts one)")
+    ref = f"{REGISTRY}/nemo-run-k8s-test/pull-{secrets.token_hex(3)}:base"
+    repo, tag = ref.rsplit(":", 1)
+    docker_client.images.get(base_image).tag(repo, tag)
+    for chunk in docker_client.api.push(repo, tag=tag, stream=True, decode=True):
+        assert "error" not in chunk, chunk
+    docker_client.images.remove(ref)  # the base stays; only this name goes, so it is pulled
+    saved = progress.set_progress("plain")
+    try:
+        builder = ImageBuilder()
+        image = builder._pull(ref)
+        with pytest.raises(ImageBuildError, match="cannot be pulled"):
+            builder._pull(f"{REGISTRY}/nemo-run-k8s-test/no-such-base:never")
+    finally:
+        progress.set_progress(saved)
+        docker_client.images.remove(ref)
+    assert image.id == docker_client.images.get(base_image).id
+    err = capsys.readouterr().err
+    assert f"nemo-run-k8s: pulling {ref}" in err
+    assert re.search(rf"nemo-run-k8s: pulled {re.escape(ref)}: \d+ layer\(s\)", err), err

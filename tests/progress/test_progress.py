@@ -121,6 +121,31 @@ def test_push_shows_bytes_per_layer_and_the_total() -> None:
     )
 
 
+def test_pull_of_a_base_image_shows_bytes_downloaded_and_layers_already_here() -> None:
+    view = Recorder()
+    pull = progress.PullProgress(view, "nvcr.io/nvidia/pytorch", "24.07-py3")
+    for chunk in [
+        {"status": "Pulling from nvidia/pytorch", "id": "24.07-py3"},
+        {"status": "Already exists", "id": "aaa"},
+        {"status": "Pulling fs layer", "id": "bbb"},
+        {"status": "Downloading", "id": "bbb", "progressDetail": {"current": 10, "total": 3e9}},
+        {"status": "Download complete", "id": "bbb"},
+        {"status": "Extracting", "id": "bbb", "progressDetail": {"current": 5, "total": 3e9}},
+        {"status": "Pull complete", "id": "bbb"},
+    ]:
+        pull.feed(chunk)
+    pull.done("nvcr.io/nvidia/pytorch:24.07-py3")
+    assert view.lines[:3] == [
+        "pulling nvcr.io/nvidia/pytorch:24.07-py3",
+        "  layer aaa: already here",
+        "  layer bbb: pulled 3.0 GB",
+    ]
+    assert view.lines[-1].startswith(
+        "pulled nvcr.io/nvidia/pytorch:24.07-py3: 2 layer(s), 1 already there, "
+        "3.0 GB downloaded in "
+    )
+
+
 def test_waiting_lines_say_why_each_replica_is_not_running() -> None:
     queued = JobDescription(
         JobState.PENDING,
