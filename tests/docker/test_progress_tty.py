@@ -135,3 +135,47 @@ def test_a_base_image_pull_shows_its_layers_and_a_missing_one_says_so(
     err = capsys.readouterr().err
     assert f"nemo-run-k8s: pulling {ref}" in err
     assert re.search(rf"nemo-run-k8s: pulled {re.escape(ref)}: \d+ layer\(s\)", err), err
+
+
+def test_cli_run_on_kubernetes_builds_pushes_waits_and_merges_every_node(
+    base_image: str, made_images: Any, job_home: Path, tmp_path: Path
+) -> None:
+    """The whole of `nemo-run-k8s run --executor k8s` on a terminal: a real build and push to
+    the local registry, then the fake API server (its pods pull the image for a while)."""
+    from tests.k8s.fake_apiserver import FakeApiServer, JobProgram
+    from tests.k8s.lifecycle import outcome_line
+
+    if not registry_answers():
+        pytest.skip(f"no registry answers on {REGISTRY} (.ci/setup-registry.sh starts one)")
+    code_dir(tmp_path)
+    repo = f"{REGISTRY}/nemo-run-k8s-test/run-{secrets.token_hex(3)}"
+    with FakeApiServer() as server:
+        server.program = JobProgram(
+            pods_after=0.2,
+            running_after=6.0,  # the first look at the pods loads the client's models: seconds
+            finish_after=7.0,
+            log_lines=["epoch 1", "epoch 2"],
+            outcome_line=outcome_line(("success", 7)),
+            pod_events=[("Normal", "Pulling", 'Pulling image "{pod}"')],
+        )
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        command = [sys.executable, "-m", "nemo_run_k8s.cli", "run", "code/progress_job.py:factory"]
+        command += ["--executor", "k8s", "--num-nodes", "2", "--code-dir", "code"]
+        command += ["--base-image", base_image, "--image-repo", repo]
+        env = env_for(job_home, KUBECONFIG=str(kubeconfig))
+        result = run_on_tty(command, env, tmp_path, timeout=540)
+    made_images.add_from_records(job_home)
+    made_images.add(*re.findall(r"nemo-run-k8s/(?:env|job):\w+", result.terminal))
+    made_images.add_tag(repo)
+    for tag in set(re.findall(rf"{re.escape(repo)}:(\w+)", result.terminal)):
+        made_images.add_tag(f"{repo}:{tag}")
+    text = result.terminal
+    assert result.returncode == 0, text[-3000:]
+    assert result.stdout.splitlines()[-1] == "result: 7"
+    assert "[master0 rank0] epoch 1" in result.stdout
+    assert "[worker0 rank1] worker 0: epoch 2" in result.stdout  # every node's log, merged
+    assert "NEMO_RUN_K8S_OUTCOME" not in result.stdout  # protocol, not output
+    assert re.search(r"pushed .*@sha256:\w+: \d+ layer\(s\)", text), text[-3000:]
+    assert re.search(r"master0: Pending: pulling image", text), text[-3000:]
+    assert "RUNNING after" in text
+    assert ended_cleanly(text)

@@ -112,7 +112,7 @@ def run_full_lifecycle(server: FakeApiServer) -> None:
 
         lines = list(KubernetesExecutor.logs(handle, follow=True))  # every replica, merged
         master = [line for line in lines if line.startswith("[master0 rank0] ")]
-        _check(len(master) == 4 and "[worker0 rank1] worker 0: done" in lines, f"logs: {lines}")
+        _check(len(master) == 3 and "[worker0 rank1] worker 0: done" in lines, f"logs: {lines}")
         worker = list(KubernetesExecutor.logs(handle, replica="worker", index=0))
         _check(worker[:1] == ["[worker0 rank1] worker 0: loading"], f"worker log: {worker}")
         description = KubernetesExecutor.describe(handle)

@@ -124,8 +124,7 @@ def test_states_over_time_and_follow_streams_as_lines_appear(
     arrivals = []
     for line in KubernetesExecutor.logs(handle, follow=True):  # waits for the pod to start
         arrivals.append((time.monotonic(), line))
-    assert [line for _, line in arrivals][:10] == [f"[master0 rank0] {x}" for x in lines]
-    assert arrivals[-1][1].startswith("[master0 rank0] NEMO_RUN_K8S_OUTCOME ")
+    assert [line for _, line in arrivals] == [f"[master0 rank0] {x}" for x in lines]  # no outcome
     assert arrivals[9][0] - arrivals[0][0] > 0.5  # streamed over time, not read at the end
     assert KubernetesExecutor.state(handle) == JobState.SUCCEEDED
     assert KubernetesExecutor.outcome(handle) == ("success", {"loss": 0.5})

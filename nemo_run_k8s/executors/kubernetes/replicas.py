@@ -12,6 +12,8 @@ bounded queue, so a slow reader slows the streams instead of filling memory.
 Pods that start late are picked up when they start; a container that restarts
 is followed again from its start. Without ``follow``, a restarted pod's
 previous container log comes first, under a ``previous container`` line.
+The outcome line rank 0 prints last (the job's pickled result, read by
+``outcome()``) is protocol, not output: it is left out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from nemo_run_k8s.executors.base import node_label
 from nemo_run_k8s.executors.kubernetes import client as kc
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, KUEUE_QUEUE_LABEL
+from nemo_run_k8s.runtime.contract import OUTCOME_PREFIX
 from nemo_run_k8s.spec import Handle, JobDescription, JobState, ReplicaStatus
 
 _RANK = re.compile(r"^\[rank(\d+)\] ")
@@ -68,6 +71,11 @@ def strip_rank(line: str) -> str:
     """A line without torchrun's ``[rankN] `` prefix."""
     m = _RANK.match(line)
     return line[m.end() :] if m else line
+
+
+def shown(line: str) -> bool:
+    """Whether a log line is for people (the outcome line is not)."""
+    return not strip_rank(line).startswith(OUTCOME_PREFIX)
 
 
 def _container(pod: dict[str, Any]) -> dict[str, Any]:
@@ -215,11 +223,13 @@ def read_logs(conn: kc.Conn, handle: Handle, nodes: list[int]) -> Iterator[str]:
             yield prefix(f"--- previous container (the pod restarted {count} time(s)) ---")
             with contextlib.suppress(Exception):  # the kubelet keeps only the last one
                 for line in kc.read_log(conn, handle, name, previous=True):
-                    yield prefix(line)
+                    if shown(line):
+                        yield prefix(line)
             yield prefix("--- current container ---")
         if kc.started(pod):
             for line in kc.read_log(conn, handle, name):
-                yield prefix(line)
+                if shown(line):
+                    yield prefix(line)
 
 
 def follow_logs(
@@ -305,6 +315,8 @@ def _stream(
 ) -> None:
     try:
         for line in kc.follow_log(conn, handle, pod):
+            if not shown(line):
+                continue
             while not stop.is_set():
                 try:
                     lines.put(prefix(line), timeout=0.5)
