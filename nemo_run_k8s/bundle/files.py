@@ -31,8 +31,9 @@ from typing import Any
 
 import cloudpickle
 
+from nemo_run_k8s.bundle.describe import remembering
 from nemo_run_k8s.bundle.pickling import by_value_modules, imports_by_reference, pickle_task
-from nemo_run_k8s.bundle.tasks import describe_target, describe_task, task_kind, try_yaml
+from nemo_run_k8s.bundle.tasks import describe_target, describe_task, task_kind, yaml_or_reason
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import BundleError
 from nemo_run_k8s.paths import image_bundle_path
@@ -130,6 +131,13 @@ def make_bundle(
     Raises :class:`BundleError` naming the config path of anything that cannot
     be pickled; nothing is written then.
     """
+    with remembering():  # the task is walked several times: large containers are typed once
+        return _make_bundle(task, dest, resources, code_dirs)
+
+
+def _make_bundle(
+    task: Any, dest: str | os.PathLike[str], resources: Resources | None, code_dirs: tuple[str, ...]
+) -> Bundle:
     kind = task_kind(task)
     script_text = task.text() if isinstance(task, Script) else None
     by_value = by_value_modules(task, code_dirs)
@@ -153,7 +161,9 @@ def make_bundle(
         "imports": imports_by_reference(task, by_value),
         "flattened_config": describe_task(task),
     }
-    yaml_text = try_yaml(task)
+    yaml_text, no_yaml = yaml_or_reason(task)
+    if yaml_text is None:
+        manifest["config_yaml_omitted"] = no_yaml
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,17 @@ def to_yaml(cfg: Any) -> str:
     """The config tree as Hydra-style YAML text."""
     import yaml
 
-    data = _to_data(cfg, ROOT)
-    if isinstance(data, dict) and "_target_" in data and _holds_container(cfg):
-        head = {k: data.pop(k) for k in ("_target_", "_partial_") if k in data}
-        data = {**head, "_convert_": "all", **data}
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    try:
+        data = _to_data(cfg, ROOT)
+        if isinstance(data, dict) and "_target_" in data and _holds_container(cfg):
+            head = {k: data.pop(k) for k in ("_target_", "_partial_") if k in data}
+            data = {**head, "_convert_": "all", **data}
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    except RecursionError:
+        raise ConfigError(
+            "the config is nested too deeply to write as YAML (beyond Python's recursion "
+            "limit); flatten it, e.g. a list of configs instead of each nested in the next"
+        ) from None
 
 
 def _holds_container(cfg: Any) -> bool:
@@ -108,6 +115,8 @@ def _check_importable(fn: Any, path: str) -> None:
 
 
 def _short_repr(value: Any) -> str:
+    if isinstance(value, type(os.environ)):
+        return "the process environment, not shown"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -125,11 +134,14 @@ def from_yaml(source: str | os.PathLike[str]) -> Any:
 
 
 def _read_source(source: str | os.PathLike[str]) -> str:
-    if isinstance(source, str) and ("\n" in source or not source.endswith((".yaml", ".yml"))):
+    # Text, unless it is one line naming a YAML file (any case: conf.YAML is a file too).
+    if isinstance(source, str) and (
+        "\n" in source or not source.lower().endswith((".yaml", ".yml"))
+    ):
         return source
     path = Path(source)
     if not path.is_file():
-        raise ConfigError(f"no such YAML file: {path}")
+        raise ConfigError(f"no such YAML file: {path} (pass YAML text, or an existing file's path)")
     return path.read_text()
 
 
@@ -141,6 +153,7 @@ def _from_data(data: Any, path: str) -> Any:
     if "_target_" not in data:
         return {k: _from_data(v, f"{path}[{k!r}]") for k, v in data.items()}
     target = locate(data["_target_"], path)
+    _check_target(target, data["_target_"], path)
     partial = data.get("_partial_", False)
     if not isinstance(partial, bool):
         raise ConfigError(f"{path}._partial_ must be true or false, got {partial!r}")
@@ -155,6 +168,26 @@ def _from_data(data: Any, path: str) -> Any:
         return cls(target, *args, **kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{path}: cannot configure {data['_target_']}: {err}") from err
+
+
+def _check_target(target: Any, dotted: str, path: str) -> None:
+    """A ``_target_`` must name a class or a function, never an object holding data.
+
+    ``os.environ`` (or its bound ``os.environ.get``) would put the whole
+    environment into the task, and messages that show the target would print
+    it: such targets are refused by name, without showing them.
+    """
+    if inspect.isclass(target):
+        return
+    owner = getattr(target, "__self__", None)
+    if (inspect.isfunction(target) or inspect.isbuiltin(target) or inspect.ismethod(target)) and (
+        owner is None or inspect.ismodule(owner) or inspect.isclass(owner)
+    ):
+        return
+    raise ConfigError(
+        f"{path}._target_: {dotted} is a {type(target).__name__} object, not a class or a "
+        "function; _target_ names what the job calls, e.g. mypackage.train or torch.optim.Adam"
+    )
 
 
 def locate(dotted: Any, path: str = ROOT) -> Any:
