@@ -30,6 +30,7 @@ from typing import Any
 
 from nemo_run_k8s.errors import BackendError, SubmissionError
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, GROUP, KIND, PLURAL
+from nemo_run_k8s.exit_status import describe_exit
 from nemo_run_k8s.spec import Handle, JobState
 
 JOB_NAME_SELECTOR = "training.kubeflow.org/job-name"
@@ -247,18 +248,24 @@ def call(
             return None
         raise _translate(err, conn, verb, resource, ns, name) from err
     except urllib3.exceptions.HTTPError as err:
-        timed_out = isinstance(err, urllib3.exceptions.TimeoutError) or isinstance(
-            getattr(err, "reason", None), urllib3.exceptions.TimeoutError
+        cause = getattr(err, "reason", None) or err
+        # (urllib3 counts a refused connection, NewConnectionError, as a time-out too.)
+        timed_out = isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+            cause, urllib3.exceptions.NewConnectionError
         )
-        what = (
-            f"did not answer (time-outs: {CONNECT_TIMEOUT:.0f} s to connect, "
-            f"{READ_TIMEOUT:.0f} s to answer)"
-            if timed_out
-            else f"cannot be reached ({type(err).__name__})"
-        )
+        if timed_out:
+            what = (
+                f"the Kubernetes API server {conn.server} ({conn.where}) did not answer "
+                f"(time-outs: {CONNECT_TIMEOUT:.0f} s to connect, {READ_TIMEOUT:.0f} s to answer)"
+            )
+        else:
+            what = (
+                f"cannot reach the Kubernetes API server {conn.server} ({conn.where}): "
+                f"{type(err).__name__}"
+            )
         conn.down_reason = (
-            f"the Kubernetes API server {conn.server} ({conn.where}) {what}. Check that the "
-            "cluster is up and that KUBECONFIG / kube_context point at it (kubectl cluster-info)."
+            f"{what}. Check that the cluster is up and that KUBECONFIG / kube_context point "
+            "at it (kubectl cluster-info)."
         )
         conn.down_until = time.monotonic() + UNREACHABLE_PAUSE
         raise error(conn.down_reason) from err
@@ -306,7 +313,12 @@ def pod_reasons(pod: dict[str, Any], unschedulable_timeout: float | None) -> tup
             code = term.get("exitCode", 0)
             if code or term.get("reason") == "OOMKilled":
                 detail = f" ({term['message'].strip()})" if term.get("message") else ""
-                reasons.append(f"pod {name}: {term.get('reason')} with exit code {code}{detail}")
+                signal = term.get("signal") or (code - 128 if code > 128 else 0)
+                how = describe_exit(-signal, "killed").split(" by ")[-1] if signal else ""
+                killed = f", killed by {how}" if how else ""  # e.g. SIGKILL: the OOM killer
+                reasons.append(
+                    f"pod {name}: {term.get('reason')} with exit code {code}{killed}{detail}"
+                )
                 break
     return fatal, reasons
 
