@@ -96,5 +96,49 @@ def test_cyclic_configs_are_a_clear_error_naming_the_path() -> None:
         run.dryrun(run.Partial(consume, data=node))
     loop: list = []
     loop.append(loop)
+    with pytest.raises(run.NemoRunError, match="contains itself"):
+        run.Partial(consume, data=loop)
+    task = run.Partial(consume, data=[])
+    task.data.append(task.data)  # made after the config was
     with pytest.raises(run.NemoRunError, match=r"<root>\.data\[0\]: the config contains"):
-        run.submit(run.Partial(consume, data=loop))
+        run.submit(task)
+
+
+def test_a_deep_list_argument_is_a_clear_error() -> None:
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep, run.Config(consume)]
+    with pytest.raises(run.NemoRunError, match="nested too deeply"):
+        run.Partial(consume, data=deep)
+
+
+def test_the_size_benchmark_prints_its_table_against_one_pickle() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT, child_env
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "bench_sizes.py"),
+            "-n",
+            "1",
+            "--scale",
+            "0.002",
+        ],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [
+        line
+        for line in proc.stdout.splitlines()
+        if "x" in line and ("bytes" in line or "ints" in line)
+    ]
+    steps = [
+        ("cloudpickle.dumps (baseline)" in r, "run.dryrun" in r, "run.submit" in r) for r in rows
+    ]
+    assert len(rows) == 6 and all(any(s) for s in steps), proc.stdout
