@@ -164,6 +164,8 @@ class ImageBuilder:
     """
 
     def __init__(self, client: Any = None, quiet: bool | None = None):
+        from nemo_run_k8s import progress
+
         self._client = client
         self.engine = engine.from_env() if client is None else None
         if self.engine is not None:
@@ -173,9 +175,8 @@ class ImageBuilder:
                 raise engine_unreachable(err) from err
         elif client is None:
             self._client = docker_client()
-        if quiet is None:
-            quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
-        self.quiet = quiet
+        self.progress = progress.reporter(quiet)  # see nemo_run_k8s/progress.py
+        self.quiet = self.progress.mode != "plain"  # pip's own output: plain lines only
         self.cache = records.home() / "cache"
 
     @property
@@ -306,7 +307,10 @@ class ImageBuilder:
         labels[BUNDLES_LABEL] = ",".join(b.sha256 for b in bundles)
         images.append(NewImage(ref, layers, labels))
         ids = add_layers(self._load, parent, images)
-        self._say(f"built {ref}")
+        sizes = " + ".join(f"{len(layer) / 1e3:.1f} kB" for layer in layers)
+        self._say(
+            f"built {ref}: {'code and bundle layers' if env.overlay else 'bundle layer'} of {sizes}"
+        )
         return ids[-1]
 
     def base_info(self, base_image: str) -> dict[str, Any]:
@@ -359,6 +363,7 @@ class ImageBuilder:
         except (FileNotFoundError, json.JSONDecodeError, KeyError, AttributeError):
             pass
         path = bundle.image_path
+        self._say(f"checking that the job loads in {ref} (preflight)")
         output = self._run_once(
             image_id,
             ["python3", "-m", "nemo_run_k8s.runtime.import_check", path],
@@ -420,12 +425,22 @@ class ImageBuilder:
 
     def _pull(self, ref: str) -> dict[str, Any]:
         import docker.errors
+        from docker.utils import parse_repository_tag
 
-        self._say(f"pulling base image {ref} ...")
-        try:
-            return dict(self.client.images.pull(ref).attrs)
-        except docker.errors.APIError as err:
-            raise base_image_missing(ref, err.explanation) from err
+        repo, tag = parse_repository_tag(ref)
+        with self.progress.pull(repo, tag or "latest") as shown:
+            try:
+                for chunk in self.client.api.pull(repo, tag, stream=True, decode=True):
+                    if "error" in chunk or "errorDetail" in chunk:
+                        raise base_image_missing(ref, chunk.get("error", str(chunk)))
+                    shown.feed(chunk)
+                image = self.find(ref)
+            except docker.errors.APIError as err:
+                raise base_image_missing(ref, err.explanation) from err
+            if image is None:
+                raise base_image_missing(ref, "the pull ended without the image")
+            shown.done(ref)
+        return image
 
     def _run_once(
         self, image: str, command: list[str], what: str, allow_failure: bool = False
@@ -462,36 +477,35 @@ class ImageBuilder:
         buildargs: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> None:
-        """Runs one classic-builder build, streaming progress; failures name the step."""
-        self._say(f"building {tag}")
+        """Runs one classic-builder build, showing its progress; failures name the step."""
         step, step_output = "", list[str]()
-        stream = self.client.api.build(
-            fileobj=context,
-            custom_context=True,
-            tag=tag,
-            buildargs=buildargs,
-            labels=labels,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for chunk in stream:
-            if "error" in chunk or "errorDetail" in chunk:
-                detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error", "")
-                # The classic builder colours a step's stderr: keep the text, drop the codes.
-                output = re.sub(r"\x1b\[[0-9;]*m", "", "".join(step_output[-40:])).rstrip()
-                raise ImageBuildError(
-                    f"building {tag} failed at {step.strip() or 'the first step'}\n"
-                    f"{detail.strip()}\n--- step output ---\n{output}"
-                )
-            text = chunk.get("stream", "")
-            if text.startswith("Step "):
-                step, step_output = text, []
-            elif text:
-                step_output.append(text)
-            if text and not self.quiet:
-                sys.stderr.write(text)
-        self._say(f"built {tag}")
+        with self.progress.build(tag, len(context.getbuffer())) as shown:
+            stream = self.client.api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                buildargs=buildargs,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error", "")
+                    # The classic builder colours a step's stderr: keep the text, drop the codes.
+                    output = re.sub(r"\x1b\[[0-9;]*m", "", "".join(step_output[-40:])).rstrip()
+                    raise ImageBuildError(
+                        f"building {tag} failed at {step.strip() or 'the first step'}\n"
+                        f"{detail.strip()}\n--- step output ---\n{output}"
+                    )
+                text = chunk.get("stream", "")
+                if text.startswith("Step "):
+                    step, step_output = text, []
+                elif text:
+                    step_output.append(text)
+                shown.feed(text)
+            shown.done()
 
     def _hashed(
         self, code_dir: str | None, files: list[tuple[str, Path]]
@@ -501,8 +515,7 @@ class ImageBuilder:
         return FileHashCache(self.cache / "file-hashes.json").hash_all(files)
 
     def _say(self, message: str) -> None:
-        if not self.quiet:
-            print(f"nemo-run-k8s: {message}", file=sys.stderr, flush=True)
+        self.progress.note(message)
 
 
 _CLIENTS: dict[tuple[str, ...], Any] = {}
