@@ -5,7 +5,7 @@ module not installed in site-packages or the standard library) are pickled by
 value, so the job runs even when its image does not contain that code. Modules
 under a ``code_dir`` that is baked into the image travel by reference instead
 (they are imported in the job). Anything that cannot be pickled is named by its
-config path. A ``run.Partial`` holding no ``run.Config`` is pickled built, as a
+config path. A ``run.Partial`` of plain values is pickled built, as a
 ``functools.partial``, so the job loads and calls it without importing fiddle.
 """
 
@@ -47,19 +47,20 @@ def pickle_task(task: Any, by_value: set[str]) -> bytes:
 
 
 def _prebuilt(task: Any) -> Any:
-    """``task`` as the job loads it: a Partial of Partials and plain values, built.
+    """``task`` as the job loads it: a Partial of plain values, built.
 
-    Building such a tree only makes ``functools.partial`` objects (nothing is
-    called), and a built partial unpickles without fiddle, so the job does not
-    import it. Anything holding a ``run.Config`` (whose build constructs
-    objects) is pickled as it is and built in the job.
+    Building one only makes a ``functools.partial`` (nothing is called), and a
+    built partial unpickles without fiddle, so the job does not import it. It is
+    built the way ``fdl.build`` builds the root of a tree, without walking the
+    values again. Anything holding another config node is pickled as it is and
+    built in the job.
     """
     if not isinstance(task, fdl.Partial):
         return task
-    for _, value in iter_values(task):
-        if isinstance(value, fdl.Buildable) and not isinstance(value, fdl.Partial):
-            return task
-    return fdl.build(task)
+    if any(isinstance(v, fdl.Buildable) and v is not task for _, v in iter_values(task)):
+        return task
+    args, kwargs = task.__signature_info__.transform_to_args_kwargs(dict(task.__arguments__))
+    return task.__build__(*args, **kwargs)
 
 
 def _too_deep(task: Any) -> BundleError:
