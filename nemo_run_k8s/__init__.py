@@ -35,6 +35,7 @@ __all__ = [
     "NemoRunError",
     "PVCVolume",
     "Partial",
+    "ResultMissingError",
     "Script",
     "SecretVolume",
     "SubmissionError",
@@ -68,6 +69,7 @@ _LAZY = {
     "JobFailed": "nemo_run_k8s.errors",
     "JobNotFoundError": "nemo_run_k8s.errors",
     "NemoRunError": "nemo_run_k8s.errors",
+    "ResultMissingError": "nemo_run_k8s.errors",
     "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
     "JobState": "nemo_run_k8s.spec",
@@ -116,6 +118,7 @@ if TYPE_CHECKING:
         JobFailed,
         JobNotFoundError,
         NemoRunError,
+        ResultMissingError,
         SubmissionError,
     )
     from nemo_run_k8s.executors.docker.executor import DockerExecutor

@@ -119,6 +119,14 @@ class Executor(abc.ABC):
         output_dir = handle.get("output_dir")
         return read_outcome(Path(output_dir)) if output_dir else None
 
+    @classmethod
+    def missing_outcome(cls, handle: Handle) -> str:
+        """Says where the outcome of a finished job was looked for, when :meth:`outcome` is None."""
+        from nemo_run_k8s.paths import OUTCOME_FILE
+
+        where = Path(handle.get("output_dir", "?")) / OUTCOME_FILE
+        return f"{where} does not exist (removed after the job ended?)"
+
 
 _BACKENDS = {
     "local": "nemo_run_k8s.executors.local.executor:LocalExecutor",

@@ -80,12 +80,25 @@ class HostExecutor(Executor):
         )
 
 
+#: How much of a log is read at once, and the longest line kept whole: memory stays
+#: bounded by these, whatever the size of the log (a longer line comes in pieces).
+READ_CHUNK = 1 << 16
+MAX_LINE = 1 << 20
+
+
 def follow_files(
     files: list[Path], finished: Any, follow: bool, prefixes: list[str] | None = None
 ) -> Iterator[str]:
-    """Yields lines of ``files`` (interleaved as written); with ``follow``, until ``finished()``."""
+    """Yields lines of ``files`` (interleaved as written); with ``follow``, until ``finished()``.
+
+    Reads at most :data:`READ_CHUNK` characters at a time and never holds more
+    than one line (at most :data:`MAX_LINE` characters) per file, so memory
+    stays bounded however large a log grows. A file that still does not exist
+    once the job has ended is reported by a line saying so.
+    """
     handles: list[Any] = [None] * len(files)
     partial = [""] * len(files)
+    prefixes = prefixes or [""] * len(files)
     try:
         while True:
             done = finished() if follow else True  # read once more after the job ended
@@ -95,18 +108,21 @@ def follow_files(
                         handles[i] = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
                     except FileNotFoundError:
                         continue
-                chunk = handles[i].read()
-                if not chunk:
-                    continue
-                lines = (partial[i] + chunk).split("\n")
-                partial[i] = lines.pop()
-                prefix = prefixes[i] if prefixes else ""
-                for line in lines:
-                    yield prefix + line
+                while chunk := handles[i].read(READ_CHUNK):
+                    lines = (partial[i] + chunk).split("\n")
+                    partial[i] = lines.pop()
+                    for line in lines:
+                        for start in range(0, max(len(line), 1), MAX_LINE):
+                            yield prefixes[i] + line[start : start + MAX_LINE]
+                    while len(partial[i]) >= MAX_LINE:
+                        yield prefixes[i] + partial[i][:MAX_LINE]
+                        partial[i] = partial[i][MAX_LINE:]
             if done:
                 for i, rest in enumerate(partial):
                     if rest:
-                        yield (prefixes[i] if prefixes else "") + rest
+                        yield prefixes[i] + rest
+                    if handles[i] is None:
+                        yield f"{prefixes[i]}[nemo-run-k8s] no log at {files[i]} (removed?)"
                 return
             time.sleep(0.1)
     finally:

@@ -1,0 +1,76 @@
+"""Item 11: reading or following a log keeps memory bounded, whatever the log's size.
+
+Peak resident memory of ``nemo-run-k8s logs [-f]`` on a 128 MB log is compared
+with the same command on a small log: reading line by line in chunks, the
+difference stays far below the log's size (it was twice the log before).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import nemo_run_k8s as run
+from tests.conftest import child_env
+
+LOG_MB = 128
+# Runs the CLI with its output discarded, then reports its own peak resident memory (kB).
+DRIVER = textwrap.dedent(
+    """
+    import os, sys
+    from nemo_run_k8s import cli
+    out = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(out, 1)
+    code = cli.main(sys.argv[2:])
+    peak = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0].split()[1]
+    open(sys.argv[1], "w").write(f"{code} {peak}")
+    """
+)
+
+
+def hello() -> str:
+    print("hello")
+    return "done"
+
+
+def peak_kb(tmp_path: Path, home: Path, *argv: str) -> int:
+    report = tmp_path / "peak"
+    subprocess.run(
+        [sys.executable, "-c", DRIVER, str(report), *argv],
+        env=child_env(NEMO_RUN_K8S_HOME=str(home)),
+        check=True,
+    )
+    code, peak = report.read_text().split()
+    assert code == "0"
+    return int(peak)
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["logs", "logs -f"])
+def test_reading_a_large_log_keeps_memory_bounded(tmp_path: Path, home: Path, follow: bool) -> None:
+    small = run.submit(run.Partial(hello), run.LocalExecutor())
+    large = run.submit(run.Partial(hello), run.LocalExecutor())
+    assert small.wait() == large.wait() == run.JobState.SUCCEEDED
+    line = ("x" * 1023 + "\n").encode()
+    with open(large.record.handle["log_files"][0], "ab") as log:
+        for _ in range(LOG_MB):
+            log.write(line * 1024)
+        log.write(b"y" * (4 << 20))  # and a 4 MB line with no newline at the end
+    flag = ["-f"] if follow else []
+    baseline = peak_kb(tmp_path, home, "logs", *flag, small.id)
+    peak = peak_kb(tmp_path, home, "logs", *flag, large.id)
+    assert peak - baseline < 48 * 1024, f"{(peak - baseline) // 1024} MB more for a {LOG_MB} MB log"
+
+
+def test_a_long_line_comes_in_pieces_and_nothing_is_lost(tmp_path: Path) -> None:
+    from nemo_run_k8s.executors.host import MAX_LINE, follow_files
+
+    log = tmp_path / "node-0.log"
+    log.write_text("a\n" + "b" * (MAX_LINE * 2 + 5) + "\nc")
+    lines = list(follow_files([log], lambda: True, follow=False))
+    assert lines[0] == "a" and lines[-1] == "c"
+    assert "".join(lines[1:-1]) == "b" * (MAX_LINE * 2 + 5)
+    assert max(len(line) for line in lines) == MAX_LINE
