@@ -44,11 +44,10 @@ from fiddle import history as fdl_history
 from nemo_run_k8s.config.buildables import format_flat, iter_values, target_name
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import BundleError, ConfigError
-from nemo_run_k8s.paths import image_bundle_path
+from nemo_run_k8s.paths import OUTCOME_FILE, image_bundle_path
 from nemo_run_k8s.spec import Resources
 
 FORMAT_VERSION = 1
-OUTCOME_FILE = "result.pkl"
 _CONTENT_FILES = ("task.pkl", "script.sh")
 
 
@@ -436,19 +435,40 @@ def _registered_by_value(modules: list[types.ModuleType]) -> Iterator[None]:
 # --------------------------------------------------------------------------- outcomes
 
 
-def write_outcome(output_dir: Path, status: str, value: Any) -> None:
-    """Writes rank 0's ``(status, value)`` atomically (temp file, then rename)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+def pickle_outcome(status: str, value: Any, source: str = "the task") -> tuple[str, Any, bytes]:
+    """Rank 0's ``(status, value)`` pickled: ``(status, value, bytes)`` as they will be read.
+
+    A value that cannot be pickled (a lock, a generator, an open file) makes the
+    outcome an error naming the value's type and ``source`` (what returned it):
+    the job then fails instead of succeeding with a message as its result.
+    """
     try:
-        data = cloudpickle.dumps((status, value))
+        return status, value, cloudpickle.dumps((status, value))
     except Exception as err:
-        data = cloudpickle.dumps(
-            ("error", f"the job returned a {type(value).__name__} that cannot be pickled: {err}")
+        kind = type(value)
+        text = (
+            f"{source} returned a {kind.__module__}.{kind.__qualname__}, which cannot be "
+            f"pickled to send it back from the job ({_short_error(err)}); return plain data "
+            "(numbers, strings, lists, dicts, arrays) or write the object to a file"
         )
+        return "error", text, cloudpickle.dumps(("error", text))
+
+
+def store_outcome(output_dir: Path, data: bytes) -> None:
+    """Writes pickled outcome ``data`` atomically (temp file, then rename)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".result.", dir=output_dir)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, output_dir / OUTCOME_FILE)
+
+
+def write_outcome(output_dir: Path, status: str, value: Any, source: str = "the task") -> str:
+    """Writes rank 0's ``(status, value)`` atomically; returns the status written (see
+    :func:`pickle_outcome`: "error" when the value cannot be pickled)."""
+    status, _, data = pickle_outcome(status, value, source)
+    store_outcome(output_dir, data)
+    return status
 
 
 def read_outcome(output_dir: Path) -> tuple[str, Any] | None:
