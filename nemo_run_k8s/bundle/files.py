@@ -32,6 +32,7 @@ import sys
 import sysconfig
 import tarfile
 import tempfile
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,8 @@ from nemo_run_k8s.paths import OUTCOME_FILE, image_bundle_path
 from nemo_run_k8s.spec import Resources
 
 FORMAT_VERSION = 1
+#: Held while a task is pickled: registering modules by value is process-wide in cloudpickle.
+_PICKLING = threading.RLock()
 _CONTENT_FILES = ("task.pkl", "script.sh")
 
 
@@ -242,12 +245,15 @@ def pickle_task(task: Any, by_value: set[str]) -> bytes:
     of every one that cannot be pickled.
     """
     modules = [sys.modules[name] for name in by_value]
-    _name_classes_stably([*modules, sys.modules["__main__"]])
-    with _registered_by_value(modules), _without_history(task):
-        try:
-            return cloudpickle.dumps(task, protocol=4)
-        except Exception as err:
-            raise _unpicklable(task, err) from err
+    # cloudpickle's by-value registry is process-global: one thread at a time may
+    # register, pickle and unregister, or one would unregister under another.
+    with _PICKLING:
+        _name_classes_stably([*modules, sys.modules["__main__"]])
+        with _registered_by_value(modules), _without_history(task):
+            try:
+                return cloudpickle.dumps(task, protocol=4)
+            except Exception as err:
+                raise _unpicklable(task, err) from err
 
 
 def _unpicklable(task: Any, err: Exception) -> BundleError:
@@ -418,14 +424,14 @@ def _name_classes_stably(modules: list[types.ModuleType]) -> None:
 
 @contextlib.contextmanager
 def _registered_by_value(modules: list[types.ModuleType]) -> Iterator[None]:
+    """Registers ``modules`` by value for the block; those the user registered stay so."""
     registered = []
     try:
         for module in modules:
-            try:
-                cloudpickle.register_pickle_by_value(module)
-                registered.append(module)
-            except ValueError:  # already registered by the user
-                pass
+            if module.__name__ in cloudpickle.list_registry_pickle_by_value():
+                continue  # registered by the user: theirs to unregister
+            cloudpickle.register_pickle_by_value(module)
+            registered.append(module)
         yield
     finally:
         for module in registered:
