@@ -487,6 +487,24 @@ def read_outcome(output_dir: Path) -> tuple[str, Any] | None:
     return status, value
 
 
+def peek_outcome_status(output_dir: Path) -> str | None:
+    """``"success"`` or ``"error"`` from rank 0's outcome file without unpickling its value.
+
+    None when there is no outcome file (or it is unreadable). Reads only the
+    pickle's first opcodes: the status is the first string of the tuple.
+    """
+    import pickletools
+
+    try:
+        with open(output_dir / OUTCOME_FILE, "rb") as f:
+            for opcode, arg, _ in pickletools.genops(f):
+                if isinstance(arg, str) and "UNICODE" in opcode.name:
+                    return arg if arg in ("success", "error") else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 # --------------------------------------------------------------------------- transport
 
 
