@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.bundle.files import Bundle, check_callable, make_bundle, task_kind
+from nemo_run_k8s.bundle.files import Bundle, make_bundle
+from nemo_run_k8s.bundle.tasks import check_callable, task_kind
 from nemo_run_k8s.errors import BackendError, JobFailed, SubmissionError
-from nemo_run_k8s.executors.base import Executor
+from nemo_run_k8s.executors.base import Executor, backend_class
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.labels import dns1035_name
 from nemo_run_k8s.paths import JobPaths
@@ -37,7 +38,7 @@ def submit(
     ``executor`` defaults to ``run.LocalExecutor()``. Nothing starts when the
     task cannot be bundled or the executor's request cannot be met.
     """
-    executor = executor or _default_executor()
+    executor = executor or default_executor()
     records = Records()
     job, bundle = prepare(task, executor, name, experiment, records.job_dir)
     with unrecorded_on_failure([job]):
@@ -139,7 +140,7 @@ def dryrun(task: Any, executor: Executor | None = None, name: str | None = None)
 
     Needs no Docker daemon and no cluster. ``print()`` it to read the plan.
     """
-    executor = executor or _default_executor()
+    executor = executor or default_executor()
     tmp = Path(tempfile.mkdtemp(prefix="nemo-run-k8s-dryrun-"))
     try:
         job, bundle = prepare(task, executor, name, None, lambda job_id: tmp / job_id)
@@ -179,10 +180,8 @@ def _default_name(task: Any) -> str:
     return getattr(fn, "__name__", "job")
 
 
-def _default_executor() -> Executor:
-    from nemo_run_k8s.executors.local.executor import LocalExecutor
-
-    return LocalExecutor()
+def default_executor() -> Executor:
+    return backend_class("local")()
 
 
 __all__ = ["JobFailed", "dryrun", "run", "submit"]

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from nemo_run_k8s.api import (
+    default_executor,
     launch_prepared,
     new_job_id,
     prepare,
@@ -76,11 +77,7 @@ class Experiment:
         """Adds a task; returns its name in the experiment (unique)."""
         if self._jobs:
             raise ConfigError(f"experiment {self.name!r} was already launched; start a new one")
-        executor = executor or self.executor
-        if executor is None:
-            from nemo_run_k8s.executors.local.executor import LocalExecutor
-
-            executor = LocalExecutor()
+        executor = executor or self.executor or default_executor()
         name = name or f"{self.name}-{len(self._entries)}"
         if any(e.name == name for e in self._entries):
             raise ConfigError(f"experiment {self.name!r} already has a task named {name!r}")

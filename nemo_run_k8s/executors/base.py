@@ -114,7 +114,7 @@ class Executor(abc.ABC):
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
         """Rank 0's ``("success", value)`` or ``("error", traceback)``, if written."""
-        from nemo_run_k8s.bundle.files import read_outcome
+        from nemo_run_k8s.bundle.outcome import read_outcome
 
         output_dir = handle.get("output_dir")
         return read_outcome(Path(output_dir)) if output_dir else None

@@ -212,9 +212,9 @@ def _publish(
     """Publishes rank 0's outcome (file and/or log line); returns the status and value sent.
 
     A value that cannot be pickled is sent as an error naming its type and
-    ``source`` (see ``bundle.files.pickle_outcome``).
+    ``source`` (see ``bundle.outcome.pickle_outcome``).
     """
-    from nemo_run_k8s.bundle.files import pickle_outcome, store_outcome
+    from nemo_run_k8s.bundle.outcome import pickle_outcome, store_outcome
 
     status, value, data = pickle_outcome(status, value, source)
     if output is not None:

@@ -21,10 +21,10 @@ from nemo_run_k8s.executors.docker import spec as docker_spec
 from nemo_run_k8s.labels import JOB_ID_LABEL
 from nemo_run_k8s.records import Records
 from nemo_run_k8s.spec import JobState
+from tests.conftest import REPO_ROOT as REPO
 from tests.docker.engine import by_job_name, leftovers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
-REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------- tasks (run in the job)

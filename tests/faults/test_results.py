@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 import nemo_run_k8s as run
-from nemo_run_k8s.bundle.files import make_bundle, read_outcome
+from nemo_run_k8s.bundle.files import make_bundle
+from nemo_run_k8s.bundle.outcome import read_outcome
 from nemo_run_k8s.runtime.contract import EXIT_TASK_FAILED, decode_outcome_line
 from tests.conftest import child_env
 

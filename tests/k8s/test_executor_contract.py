@@ -18,6 +18,7 @@ from nemo_run_k8s.errors import BackendError, InvalidOptionError, SubmissionErro
 from nemo_run_k8s.executors.kubernetes import client as k8s_client
 from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
 from nemo_run_k8s.spec import JobIdentity, JobState
+from tests.conftest import REPO_ROOT as REPO
 from tests.k8s.fake_apiserver import FakeApiServer, JobProgram
 from tests.k8s.lifecycle import (
     EXPECTED_RULES,
@@ -27,8 +28,6 @@ from tests.k8s.lifecycle import (
     outcome_line,
     run_full_lifecycle,
 )
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def submit(
@@ -317,21 +316,17 @@ def test_violations_are_caught_before_any_request(
     assert server.requests == []
 
 
-def test_a_sweep_of_100_submissions_is_cheap(
+def test_a_sweep_of_100_submissions_shares_one_connection(
     server: FakeApiServer, kubeconfig: Path, tmp_path: Path
 ) -> None:
     executor = FakeImageExecutor(image_repo="127.0.0.1:5000/jobs", kubeconfig=str(kubeconfig))
     bundle = fake_bundle(tmp_path)
     executor.check_backend()  # first use: client import and connection
-    start = time.perf_counter()
-    for i in range(100):
+    for i in range(100):  # how long this takes is bench/run_all.py's sweep row
         job = JobIdentity(job_id=f"s{i}", name="sweep", job_dir=tmp_path, experiment="bench")
         executor.launch(executor.plan(bundle, job), bundle, job)
-    elapsed = time.perf_counter() - start
     assert len(server.created_bodies) == 100
     assert len({id(c.api) for c in k8s_client._CONNS.values()}) == len(k8s_client._CONNS)
-    print(f"100 PyTorchJob submissions: {elapsed:.2f}s")
-    assert elapsed < 5.0
 
 
 def test_images_are_built_and_pushed_once_per_image(

@@ -28,9 +28,9 @@ from nemo_run_k8s.executors.kubernetes.manifest import (
 from nemo_run_k8s.executors.kubernetes.options import ConfigMapVolume, PVCVolume, SecretVolume
 from nemo_run_k8s.labels import is_dns1035_label
 from nemo_run_k8s.spec import JobIdentity
+from tests.conftest import REPO_ROOT as REPO
 from tests.k8s.lifecycle import fake_bundle
 
-REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 SHARED = Path(os.environ.get("NEMO_RUN_K8S_SHARED_DIR") or REPO.parent / "shared")
 CRD = SHARED / "k8s" / "kubeflow.org_pytorchjobs.yaml"

@@ -14,8 +14,8 @@ Who watches the job once ``submit`` has returned: a small supervisor process
 every container's output into ``<job dir>/logs`` (prefixed with node and
 rank), stops all nodes as soon as one fails, removes the containers when all
 have ended, and only then writes ``<job dir>/exit.json``; last it removes the
-job's network (Docker takes ~0.15 s for that, which a user waiting for the
-result does not wait for). So a final state means no container is left, the
+job's network (a slow step for Docker, which a user waiting for the result
+does not wait for). So a final state means no container is left, the
 empty network goes a moment later (``cancel()`` returns once it has), and the
 logs and rank 0's result (``<job dir>/output``, bind-mounted into node 0) stay
 on the host. Should the supervisor die, the next ``state()`` call reads the

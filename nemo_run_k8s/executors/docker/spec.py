@@ -1,7 +1,9 @@
 """The pure half of the DockerExecutor: option checks and what ``docker run`` gets per node.
 
-No I/O and no docker import here: the dry run is built from these functions,
-and ``launch`` sends what they return (with the image and secret values filled in).
+No docker import and nothing written here (the only reads are the submitting
+user's uid and whether the NVIDIA hook is on PATH): the dry run is built from
+these functions, and ``launch`` sends what they return (with the image and
+secret values filled in).
 """
 
 from __future__ import annotations

@@ -176,8 +176,8 @@ def finish(
     """Removes the job's containers, records how it ended, then removes its network.
 
     The state is final once no container is left. The network, empty by then,
-    goes right after: removing a bridge network takes Docker ~0.15 s, which
-    nobody waiting for the result needs to wait for. ``network-removed`` says
+    goes right after: removing a bridge network is slow for Docker, and
+    nobody waiting for the result needs to wait for it. ``network-removed`` says
     it is gone (``DockerExecutor.state`` finishes the removal should this
     process die in between).
     """

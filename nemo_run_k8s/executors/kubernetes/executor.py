@@ -142,8 +142,6 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         name, ns = doc["metadata"]["name"], self.namespace
         api = conn.custom().create_namespaced_custom_object
         kc.call(conn, "create", "pytorchjobs", ns, name, api, GROUP, VERSION, ns, PLURAL, doc)
-        plan.documents[0] = doc  # the record keeps what was actually sent
-        plan.details["image"] = image
         return {
             "executor": self.kind,
             "name": name,

@@ -59,7 +59,7 @@ class LocalExecutor(HostExecutor):
       env_vars: extra environment variables for the job (strings).
       workdir: the job's working directory (default: the current directory).
       fork: start the job as a fork of the submitting process when that is safe,
-        which skips interpreter start-up and imports (~0.3 s). The job sees the
+        which skips interpreter start-up and imports. The job sees the
         submitter's imported modules and ``sys.path``; its environment, working
         directory, signals and exit handlers are its own. False: always a new
         interpreter, as in a container.
@@ -204,7 +204,7 @@ def _finish_unsupervised(handle: Handle) -> JobState:
     someone cancelled without a success is CANCELLED. The first writer of
     ``exit.json`` wins, as always.
     """
-    from nemo_run_k8s.bundle.files import peek_outcome_status
+    from nemo_run_k8s.bundle.outcome import peek_outcome_status
 
     paths = JobPaths(Path(handle["job_dir"]))
     outcome = peek_outcome_status(paths.output)
