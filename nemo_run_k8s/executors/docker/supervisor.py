@@ -30,7 +30,9 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -79,14 +81,34 @@ def write_lines(chunks: Iterable[bytes], out: Any, prefix: Callable[[str], str])
 
 
 def copy_logs(api: Any, node: dict[str, Any], log_file: Path, follow: bool) -> None:
-    """Copies one container's output into ``log_file`` (following it while it runs)."""
+    """Copies one container's output into ``log_file`` (following it while it runs).
+
+    Without ``follow`` (finishing a job whose supervisor died) the copy is made
+    aside and then written over the file in place: a reader following the file
+    keeps its position, and a container that is already gone (another process
+    finished the job first) leaves the log as it was, with a note.
+    """
     prefix = line_prefixer(node["node"], node["nproc"])
-    with open(log_file, "wb", buffering=0) as out:
+    if follow:
+        with open(log_file, "wb", buffering=0) as out:
+            try:
+                stream = api.logs(node["id"], stdout=True, stderr=True, stream=True, follow=True)
+                write_lines(stream, out, prefix)
+            except Exception as err:  # the daemon or the container went away mid-copy
+                out.write(f"[node{node['node']}] nemo_run_k8s: log copy ended: {err}\n".encode())
+        return
+    with tempfile.TemporaryFile() as copy:
         try:
-            stream = api.logs(node["id"], stdout=True, stderr=True, stream=True, follow=follow)
-            write_lines(stream, out, prefix)
-        except Exception as err:  # the daemon or the container went away mid-copy
-            out.write(f"[node{node['node']}] nemo_run_k8s: log copy ended: {err}\n".encode())
+            stream = api.logs(node["id"], stdout=True, stderr=True, stream=True, follow=False)
+            write_lines(stream, copy, prefix)
+        except Exception as err:
+            with open(log_file, "ab") as out:
+                out.write(f"[node{node['node']}] nemo_run_k8s: log copy ended: {err}\n".encode())
+            return
+        copy.seek(0)
+        with open(log_file, "r+b" if log_file.exists() else "wb") as out:
+            shutil.copyfileobj(copy, out)
+            out.truncate()
 
 
 # ---------------------------------------------------------------------- ending the job
