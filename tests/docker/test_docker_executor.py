@@ -66,6 +66,13 @@ def sleep_long() -> None:
     time.sleep(300)
 
 
+def wait_for_gate(gate_dir: str) -> str:
+    print(f"waiting on node {os.environ['PET_NODE_RANK']}", flush=True)
+    while not os.path.exists(os.path.join(gate_dir, "open")):
+        time.sleep(0.05)
+    return f"through on node {os.environ['PET_NODE_RANK']}"
+
+
 # ---------------------------------------------------------------------- helpers
 
 
@@ -185,6 +192,32 @@ def test_cancel_mid_run_and_reattach_from_another_process(
     assert job.state() is JobState.CANCELLED
     assert leftovers(docker_client, job.id) == []
     assert in_fresh_process(probe).strip() == "CANCELLED"
+
+
+@pytest.mark.parametrize("then", ["finish", "cancel"])
+def test_a_killed_supervisor_leaves_the_state_to_the_containers(
+    base_image: str, docker_client: Any, tmp_path: Path, then: str
+) -> None:
+    """Issue 14, item 2: kill -9 of the supervisor; state, result and cancel follow the nodes."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image, volumes=[f"{gate}:/gate"])
+    job = run.submit(run.Partial(wait_for_gate, "/gate"), executor, name="orphaned")
+    wait_for_lines(job, ["waiting on node 0", "waiting on node 1"])
+    supervisor = job.record.handle["supervisor"]["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    while host.alive(job.record.handle["supervisor"]):
+        time.sleep(0.02)
+    assert job.state() is JobState.RUNNING
+    if then == "cancel":
+        job.cancel()
+        assert job.state() is JobState.CANCELLED
+    else:
+        (gate / "open").touch()
+        assert job.wait() is JobState.SUCCEEDED
+        assert job.result() == "through on node 0"
+        assert "[node1 rank1] waiting on node 1" in list(job.logs())
+    assert leftovers(docker_client, job.id) == []
 
 
 def test_job_outlives_a_submitter_that_exits_at_once(base_image: str, docker_client: Any) -> None:
