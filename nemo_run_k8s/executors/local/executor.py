@@ -63,6 +63,14 @@ class LocalExecutor(HostExecutor):
         submitter's imported modules and ``sys.path``; its environment, working
         directory, signals and exit handlers are its own. False: always a new
         interpreter, as in a container.
+
+    A job ends as a container does: its processes are its supervisor's process
+    group and the supervisor's descendants (the supervisor is a child
+    subreaper), so ``cancel()`` also stops programs the job started with
+    ``setsid``, and what the job leaves running when its main process exits is
+    stopped before its end is recorded. The limit: if the supervisor itself is
+    killed, programs in sessions of their own are adopted by init and only the
+    job's process group can still be stopped.
     """
 
     nproc_per_node: int = 1
