@@ -70,7 +70,54 @@ def job_processes(pgid: int, start_time: str | None) -> list[int]:
 
 
 def descendants(pid: int) -> list[int]:
-    """The live descendants of ``pid`` (not ``pid`` itself)."""
+    """The live descendants of ``pid`` (not ``pid`` itself).
+
+    Walks ``/proc/<pid>/task/<tid>/children`` where the kernel has it (a few
+    reads for a small tree), else scans every process once.
+    """
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        children = _children(todo.pop())
+        if children is None:
+            return _descendants_by_scan(pid)
+        found += children
+        todo += children
+    return sorted(p for p in found if _alive(p))
+
+
+def _children(pid: int) -> list[int] | None:
+    """Direct children of ``pid`` (zombies included), [] if it is gone, None if unknowable."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return []
+    except OSError:
+        return None
+    children: list[int] = []
+    for tid in tasks:
+        try:
+            children += [
+                int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+            ]
+        except FileNotFoundError:
+            if not Path(f"/proc/{pid}/task/{tid}").exists():
+                continue  # the thread ended meanwhile
+            return None  # no CONFIG_PROC_CHILDREN
+        except OSError:
+            return None
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _descendants_by_scan(pid: int) -> list[int]:
     table = _table()
     children: dict[int, list[int]] = {}
     for child, (ppid, _, _) in table.items():
