@@ -68,6 +68,8 @@ class Job:
         if not JobState(record.state).is_terminal and not record.handle:
             record = self._refresh()  # the submitter may have launched it since
         if JobState(record.state).is_terminal:
+            if record.handle:
+                self._backend.settle(record.handle)
             return JobState(record.state)
         if not record.handle:
             return self._unlaunched_state(record)

@@ -107,6 +107,16 @@ class Executor(abc.ABC):
         """Stops the job and removes what it holds (containers, pods, networks)."""
 
     @classmethod
+    def settle(cls, handle: Handle) -> None:
+        """Tidies what a finished job may still hold; called at each look at a finished job.
+
+        Its recorded state is final and not read again, but a supervisor that
+        died at the very end may have left something (a Docker network). Must
+        be cheap when there is nothing to do. Default: nothing.
+        """
+        return None
+
+    @classmethod
     def reason(cls, handle: Handle) -> str:
         """Why the job failed or is stuck, in words, when the backend knows ('' otherwise)."""
         return ""

@@ -30,12 +30,12 @@ def record(job_id: str, state: str = "SUCCEEDED", **fields: object) -> JobRecord
 
 
 def wait_for_file(path: Path, proc: object = None) -> str:
-    """Waits until ``path`` exists (no time limit: pytest-timeout guards the test)."""
-    while not path.exists():
+    """Waits until ``path`` has content; returns it (no time limit: pytest-timeout guards)."""
+    while not (path.exists() and (text := path.read_text())):
         if proc is not None and proc.poll() is not None:  # type: ignore[attr-defined]
             raise AssertionError(f"process ended (code {proc.returncode}) before {path} appeared")  # type: ignore[attr-defined]
         time.sleep(0.02)
-    return path.read_text()
+    return text
 
 
 def running(pid: int) -> bool:

@@ -128,3 +128,17 @@ def test_a_second_finisher_keeps_the_logs(job) -> None:  # type: ignore[no-untyp
     sup.copy_logs(engine, {"node": 0, "id": "c0", "nproc": 1}, kept, follow=False)
     after = kept.read_text()
     assert after.startswith(before) and "log copy ended" in after
+
+
+def test_a_finished_job_still_gets_its_network_removed(job) -> None:  # type: ignore[no-untyped-def]
+    """The recorded end is final; a look at the job still tidies what a dying supervisor left."""
+    from nemo_run_k8s.job import Job
+    from tests.faults.helpers import record
+
+    handle, engine = job
+    engine.containers.clear()  # the supervisor removed them and wrote exit.json, then died
+    paths = JobPaths(Path(handle["job_dir"]))
+    ExitStatus("SUCCEEDED", "", {0: 0, 1: 0}).write(paths.exit_status)
+    rec = record("orphaned-net-1", state="SUCCEEDED", executor="docker", handle=handle)
+    assert Job(rec).state() == JobState.SUCCEEDED
+    assert engine.networks == set() and paths.network_removed.exists()

@@ -264,6 +264,15 @@ class DockerExecutor(HostExecutor):
         return _finish_unsupervised(handle)
 
     @classmethod
+    def settle(cls, handle: Handle) -> None:
+        """Removes the network a supervisor that died at the very end left behind."""
+        paths = JobPaths(Path(handle["job_dir"]))
+        if paths.network_removed.exists() or not paths.exit_status.exists():
+            return  # removed already, or the job directory is gone
+        if not alive(handle["supervisor"]):
+            _remove_network_left(paths.root)
+
+    @classmethod
     def reason(cls, handle: Handle) -> str:
         final = _read_exit(Path(handle["job_dir"]))
         return final.reason if final else ""
