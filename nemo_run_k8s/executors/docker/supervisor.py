@@ -3,7 +3,7 @@
 Started detached from the submitter, so it outlives the process that submitted
 the job: as a fork of the submitter calling :func:`watch` where that is safe
 (see ``executors/fork.py``), otherwise as a script (``python supervisor.py
-JOB_DIR GO_FD``) that needs only the standard library, the docker SDK and two
+JOB_DIR GO_FD JOB_ID``) that needs only the standard library, the docker SDK and two
 stdlib-only modules of ours (``paths``, ``exit_status``). It
 waits for the submitter's word on the pipe ``GO_FD`` (the containers are
 started; nothing comes if the launch failed or the submitter died, and it then
@@ -210,6 +210,23 @@ def finish(
     JobPaths(job_dir).network_removed.touch()
 
 
+def remove_labelled(api: Any, job_id: str) -> None:
+    """Removes every container and network labelled with ``job_id`` (an unfinished launch)."""
+    import docker.errors
+
+    from nemo_run_k8s.labels import JOB_ID_LABEL
+
+    label = {"label": f"{JOB_ID_LABEL}={job_id}"}
+    try:
+        nodes = [{"id": c["Id"]} for c in api.containers(all=True, filters=label)]
+        network_ids = [n["Id"] for n in api.networks(filters=label)]
+    except docker.errors.APIError:
+        return
+    for network_id in network_ids or [None]:
+        remove_all(api, {"nodes": nodes, "network_id": network_id})
+        nodes = []
+
+
 def load_spec(job_dir: Path) -> dict[str, Any]:
     return dict(json.loads(JobPaths(job_dir).docker_spec.read_text()))
 
@@ -264,14 +281,21 @@ def _in_parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
         thread.join()
 
 
-def watch(job_dir: Path, go_fd: int) -> int:
-    """Waits for the submitter's go on ``go_fd``, then supervises the job in ``job_dir``."""
+def watch(job_dir: Path, go_fd: int, job_id: str | None = None) -> int:
+    """Waits for the submitter's go on ``go_fd``, then supervises the job in ``job_dir``.
+
+    No go (the launch failed, or the submitter died during it, e.g. killed during
+    the image build): removes whatever was created with the job's label (the
+    network is created while the image builds), so a killed submitter leaks nothing.
+    """
     import docker
 
     # Started before the containers are created: the go comes once they all run.
     with os.fdopen(go_fd, "rb") as go:
         if go.read() != GO:
             print("the launch did not finish (the submitter failed or was stopped)")
+            if job_id:
+                remove_labelled(docker.from_env(timeout=60).api, job_id)
             return 1
     spec = load_spec(job_dir)
     api = docker.from_env(timeout=None).api  # the submitter's DOCKER_HOST, no read timeout
@@ -280,10 +304,10 @@ def watch(job_dir: Path, go_fd: int) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
-        print("usage: supervisor.py JOB_DIR GO_FD", file=sys.stderr)
+    if len(sys.argv) not in (3, 4):
+        print("usage: supervisor.py JOB_DIR GO_FD [JOB_ID]", file=sys.stderr)
         return 2
-    return watch(Path(sys.argv[1]), int(sys.argv[2]))
+    return watch(Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:])
 
 
 if __name__ == "__main__":
