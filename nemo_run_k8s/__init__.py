@@ -57,7 +57,7 @@ __all__ = [
 _LAZY = {
     "Config": "nemo_run_k8s.config.buildables",
     "Partial": "nemo_run_k8s.config.buildables",
-    "autoconvert": "nemo_run_k8s.config.buildables",
+    "autoconvert": "nemo_run_k8s.config.autoconvert",
     "Script": "nemo_run_k8s.config.script",
     "to_yaml": "nemo_run_k8s.config.yaml_io",
     "from_yaml": "nemo_run_k8s.config.yaml_io",
@@ -106,7 +106,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from nemo_run_k8s.api import dryrun, run, submit
-    from nemo_run_k8s.config.buildables import Config, Partial, autoconvert
+    from nemo_run_k8s.config.autoconvert import autoconvert
+    from nemo_run_k8s.config.buildables import Config, Partial
     from nemo_run_k8s.config.script import Script
     from nemo_run_k8s.config.yaml_io import from_yaml, to_yaml
     from nemo_run_k8s.errors import (

@@ -27,6 +27,7 @@ from nemo_run_k8s.api import (
     refused_as_submission,
     unrecorded_on_failure,
 )
+from nemo_run_k8s.config.paths import check_path, set_path
 from nemo_run_k8s.errors import ConfigError, JobNotFoundError
 from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job
@@ -205,44 +206,3 @@ def sweep(
         label = "-".join(f"{p.rsplit('.', 1)[-1]}={v}" for p, v in zip(paths, combo, strict=True))
         exp.add(point, name=f"{base}-{label}")
     return exp
-
-
-def check_path(cfg: Any, path: str) -> None:
-    """Raises ConfigError unless ``path`` names a parameter of a node in ``cfg``."""
-    node, attr = _parent(cfg, path)
-    from nemo_run_k8s.config.buildables import _parameters
-
-    params = _parameters(node.__fn_or_cls__)
-    if attr not in params and attr not in node.__arguments__:
-        prefix = path.rpartition(".")[0]
-        valid = ", ".join(f"{prefix + '.' if prefix else ''}{p}" for p in params)
-        raise ConfigError(f"{path}: {_target(node)} has no parameter {attr!r}. Valid: {valid}")
-
-
-def set_path(cfg: Any, path: str, value: Any) -> None:
-    node, attr = _parent(cfg, path)
-    setattr(node, attr, value)
-
-
-def _parent(cfg: Any, path: str) -> tuple[Any, str]:
-    import fiddle as fdl
-
-    *parents, attr = path.split(".")
-    node = cfg
-    walked = []
-    for part in parents:
-        walked.append(part)
-        child = node.__arguments__.get(part) if isinstance(node, fdl.Buildable) else None
-        if not isinstance(child, fdl.Buildable):
-            here = ".".join(walked[:-1]) or "<root>"
-            subs = [k for k, v in node.__arguments__.items() if isinstance(v, fdl.Buildable)]
-            raise ConfigError(
-                f"{path}: {'.'.join(walked)} is not a config node. Config nodes under {here}: "
-                f"{', '.join(subs) or '(none)'}"
-            )
-        node = child
-    return node, attr
-
-
-def _target(node: Any) -> str:
-    return getattr(node.__fn_or_cls__, "__qualname__", repr(node.__fn_or_cls__))
