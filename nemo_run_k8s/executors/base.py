@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
 
 
+#: The longest log line a backend yields in one piece; a longer one comes in pieces, so
+#: reading a log never holds more than this of it (``Executor.logs``).
+MAX_LOG_LINE = 1 << 20
+
+
 class Executor(abc.ABC):
     """Where and how a job runs. One subclass (and one module) per backend."""
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.executors.base import Executor
+from nemo_run_k8s.executors.base import MAX_LOG_LINE, Executor
 from nemo_run_k8s.executors.fork import can_fork, detach
 from nemo_run_k8s.spec import Handle
 
@@ -80,10 +80,10 @@ class HostExecutor(Executor):
         )
 
 
-#: How much of a log is read at once, and the longest line kept whole: memory stays
-#: bounded by these, whatever the size of the log (a longer line comes in pieces).
+#: How much of a log file is read at once: with :data:`MAX_LINE` it bounds the memory
+#: reading a log takes, whatever its size.
 READ_CHUNK = 1 << 16
-MAX_LINE = 1 << 20
+MAX_LINE = MAX_LOG_LINE
 
 
 def follow_files(

@@ -74,3 +74,48 @@ def test_a_long_line_comes_in_pieces_and_nothing_is_lost(tmp_path: Path) -> None
     assert lines[0] == "a" and lines[-1] == "c"
     assert "".join(lines[1:-1]) == "b" * (MAX_LINE * 2 + 5)
     assert max(len(line) for line in lines) == MAX_LINE
+
+
+def test_a_pod_log_is_streamed_not_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nemo-run-k8s logs`` of a Kubernetes job reads the pod's log as a stream, too."""
+    from types import SimpleNamespace
+
+    from nemo_run_k8s.executors.base import MAX_LOG_LINE
+    from nemo_run_k8s.executors.kubernetes import client as kc
+    from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
+
+    chunks_sent: list[int] = []
+    asked: dict[str, object] = {}
+
+    class LogResponse:
+        def stream(self, size: int, decode_content: bool = True) -> object:
+            for i in range(1000):  # 1000 lines of 1 kB, then one line of 3 MB
+                chunks_sent.append(i)
+                yield b"x" * 1023 + b"\n"
+            for _ in range(48):
+                yield b"y" * 65536
+            yield b"\n"
+
+        def release_conn(self) -> None:
+            pass
+
+    def call(*args: object, **kwargs: object) -> LogResponse:
+        asked.update(kwargs)
+        return LogResponse()
+
+    pod = {"metadata": {"name": "job-master-0"}}
+    monkeypatch.setattr(kc, "call", call)
+    monkeypatch.setattr(
+        kc,
+        "handle_conn",
+        lambda handle: SimpleNamespace(core=lambda: SimpleNamespace(read_namespaced_pod_log=None)),
+    )
+    monkeypatch.setattr(kc, "started", lambda pod: True)
+    monkeypatch.setattr(KubernetesExecutor, "_replica_pod", classmethod(lambda cls, *a: pod))
+    lines = KubernetesExecutor.logs({"namespace": "ns", "name": "job"})
+    assert next(lines) == "x" * 1023
+    assert len(chunks_sent) == 1 and asked["follow"] is False  # one chunk read so far
+    rest = list(lines)
+    assert rest[:999] == ["x" * 1023] * 999
+    assert "".join(rest[999:]) == "y" * (48 * 65536)  # in pieces of at most MAX_LOG_LINE
+    assert max(len(line) for line in rest) == MAX_LOG_LINE

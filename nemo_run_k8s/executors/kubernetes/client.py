@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import BackendError, SubmissionError
+from nemo_run_k8s.executors.base import MAX_LOG_LINE
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, GROUP, KIND, PLURAL
 from nemo_run_k8s.spec import Handle, JobState
 
@@ -303,7 +304,12 @@ def read_log(conn: Conn, handle: Handle, pod: str, tail_lines: int | None = None
     return resp.data.decode("utf-8", errors="replace").splitlines()
 
 
-def follow_log(conn: Conn, handle: Handle, pod: str) -> Iterator[str]:
+def follow_log(conn: Conn, handle: Handle, pod: str, follow: bool = True) -> Iterator[str]:
+    """The pod's log lines as they arrive (with ``follow``, until the container exits).
+
+    Streamed in chunks, never read whole: memory stays bounded by the longest
+    line, and a line longer than :data:`MAX_LOG_LINE` comes in pieces.
+    """
     ns = handle["namespace"]
     resp = call(
         conn,
@@ -315,17 +321,21 @@ def follow_log(conn: Conn, handle: Handle, pod: str) -> Iterator[str]:
         pod,
         ns,
         container=CONTAINER_NAME,
-        follow=True,
+        follow=follow,
         raw=True,
         _request_timeout=(_TIMEOUT[0], 30 * 86400.0),  # quiet jobs may log rarely
     )
     pending = b""
     try:
-        for chunk in resp.stream(4096, decode_content=True):
+        for chunk in resp.stream(65536, decode_content=True):
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                yield line.decode("utf-8", errors="replace")
+                for start in range(0, max(len(line), 1), MAX_LOG_LINE):
+                    yield line[start : start + MAX_LOG_LINE].decode("utf-8", errors="replace")
+            while len(pending) >= MAX_LOG_LINE:
+                yield pending[:MAX_LOG_LINE].decode("utf-8", errors="replace")
+                pending = pending[MAX_LOG_LINE:]
         if pending:
             yield pending.decode("utf-8", errors="replace")
     finally:

@@ -240,10 +240,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
                 yield f"[nemo-run-k8s] {replica} {index} never started; job {state}{note}"
                 return
             time.sleep(cls.poll_interval)
-        if follow:
-            yield from kc.follow_log(conn, handle, pod["metadata"]["name"])
-        else:
-            yield from kc.read_log(conn, handle, pod["metadata"]["name"])
+        yield from kc.follow_log(conn, handle, pod["metadata"]["name"], follow=follow)
 
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
