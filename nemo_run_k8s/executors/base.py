@@ -36,6 +36,58 @@ if TYPE_CHECKING:
 MAX_LOG_LINE = 1 << 20
 
 
+class LineBuffer:
+    """Cuts a stream of output chunks into lines, holding at most one (partial) line.
+
+    The one line splitter of every backend's logs: a line longer than
+    :data:`MAX_LOG_LINE` bytes (a progress bar redrawn with ``\\r`` for hours)
+    comes out in pieces of that size. Chunks are kept as a list until a line
+    ends, so many small chunks cost linear, not quadratic, time.
+    """
+
+    def __init__(self, universal_newlines: bool = False) -> None:
+        #: Also end lines at ``\\r`` and ``\\r\\n``, as Python's text files do.
+        self.universal_newlines = universal_newlines
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes (without their line ends)."""
+        if not chunk:
+            return []
+        if self.universal_newlines:
+            if self._after_cr and chunk.startswith(b"\n"):
+                chunk = chunk[1:]  # the \n of a \r\n cut between two chunks
+            self._after_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *complete, tail = chunk.split(b"\n")
+        lines: list[bytes] = []
+        if complete:
+            complete[0] = b"".join([*self._parts, complete[0]])
+            self._parts, self._size = [], 0
+            for line in complete:
+                lines += [line[i : i + MAX_LOG_LINE] for i in range(0, len(line), MAX_LOG_LINE)]
+                if not line:
+                    lines.append(b"")
+        if tail:
+            self._parts.append(tail)
+            self._size += len(tail)
+            if self._size >= MAX_LOG_LINE:
+                held = b"".join(self._parts)
+                cut = len(held) - len(held) % MAX_LOG_LINE
+                lines += [held[i : i + MAX_LOG_LINE] for i in range(0, cut, MAX_LOG_LINE)]
+                self._parts = [held[cut:]] if cut < len(held) else []
+                self._size = len(held) - cut
+        return lines
+
+    def rest(self) -> bytes:
+        """What is held of a line that has not ended (b"" when nothing is)."""
+        held = b"".join(self._parts)
+        self._parts, self._size = [], 0
+        return held
+
+
 class Executor(abc.ABC):
     """Where and how a job runs. One subclass (and one module) per backend."""
 

@@ -66,7 +66,8 @@ def test_reading_a_large_log_keeps_memory_bounded(tmp_path: Path, home: Path, fo
 
 
 def test_a_long_line_comes_in_pieces_and_nothing_is_lost(tmp_path: Path) -> None:
-    from nemo_run_k8s.executors.host import MAX_LINE, follow_files
+    from nemo_run_k8s.executors.base import MAX_LOG_LINE as MAX_LINE
+    from nemo_run_k8s.executors.host import follow_files
 
     log = tmp_path / "node-0.log"
     log.write_text("a\n" + "b" * (MAX_LINE * 2 + 5) + "\nc")
@@ -119,3 +120,28 @@ def test_a_pod_log_is_streamed_not_read_whole(monkeypatch: pytest.MonkeyPatch) -
     assert rest[:999] == ["x" * 1023] * 999
     assert "".join(rest[999:]) == "y" * (48 * 65536)  # in pieces of at most MAX_LOG_LINE
     assert max(len(line) for line in rest) == MAX_LOG_LINE
+
+
+def test_the_docker_supervisor_holds_at_most_one_line() -> None:
+    """A container redrawing a progress bar with \\r for hours never ends a line."""
+    import io
+
+    from nemo_run_k8s.executors.base import MAX_LOG_LINE
+    from nemo_run_k8s.executors.docker.supervisor import write_lines
+
+    out = io.BytesIO()
+    chunks = (b"\rstep %06d" % i for i in range(400_000))  # 4.4 MB, no newline
+    write_lines(chunks, out, lambda line: "[node0] " + line)
+    lines = out.getvalue().decode().split("\n")[:-1]
+    assert len(lines) == 5 and max(len(line) for line in lines) == len("[node0] ") + MAX_LOG_LINE
+    assert "".join(line.removeprefix("[node0] ") for line in lines).endswith("\rstep 399999")
+
+
+def test_a_log_file_keeps_its_line_ends(tmp_path: Path) -> None:
+    """Log files read in binary chunks still end lines at \\n, \\r\\n and \\r (a progress bar)."""
+    from nemo_run_k8s.executors.host import READ_CHUNK, follow_files
+
+    log = tmp_path / "node-0.log"
+    log.write_bytes(b"a\r\n" + b"x" * (READ_CHUNK - 4) + b"\r\nb\r 10%\r 20%\nc")
+    lines = list(follow_files([log], lambda: True, follow=False))
+    assert lines == ["a", "x" * (READ_CHUNK - 4), "b", " 10%", " 20%", "c"]

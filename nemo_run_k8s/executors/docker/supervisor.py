@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from nemo_run_k8s.executors.base import LineBuffer
 from nemo_run_k8s.exit_status import ExitStatus
 from nemo_run_k8s.paths import JobPaths
 
@@ -66,15 +67,18 @@ def line_prefixer(node: int, nproc: int) -> Callable[[str], str]:
 
 
 def write_lines(chunks: Iterable[bytes], out: Any, prefix: Callable[[str], str]) -> None:
-    """Writes ``chunks`` (arbitrary pieces of output) to ``out`` line by line, prefixed."""
-    pending = b""
+    """Writes ``chunks`` (arbitrary pieces of output) to ``out`` line by line, prefixed.
+
+    Holds at most one line (see :class:`~nemo_run_k8s.executors.base.LineBuffer`).
+    """
+    buffer = LineBuffer()
     for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+        lines = buffer.feed(chunk)
         if lines:
             text = "".join(prefix(line.decode(errors="replace")) + "\n" for line in lines)
             out.write(text.encode())
             out.flush()
+    pending = buffer.rest()
     if pending:
         out.write((prefix(pending.decode(errors="replace")) + "\n").encode())
         out.flush()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import BackendError, SubmissionError
-from nemo_run_k8s.executors.base import MAX_LOG_LINE
+from nemo_run_k8s.executors.base import LineBuffer
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, GROUP, KIND, PLURAL
 from nemo_run_k8s.spec import Handle, JobState
 
@@ -308,7 +308,7 @@ def follow_log(conn: Conn, handle: Handle, pod: str, follow: bool = True) -> Ite
     """The pod's log lines as they arrive (with ``follow``, until the container exits).
 
     Streamed in chunks, never read whole: memory stays bounded by the longest
-    line, and a line longer than :data:`MAX_LOG_LINE` comes in pieces.
+    line (see :class:`~nemo_run_k8s.executors.base.LineBuffer`).
     """
     ns = handle["namespace"]
     resp = call(
@@ -325,18 +325,12 @@ def follow_log(conn: Conn, handle: Handle, pod: str, follow: bool = True) -> Ite
         raw=True,
         _request_timeout=(_TIMEOUT[0], 30 * 86400.0),  # quiet jobs may log rarely
     )
-    pending = b""
+    buffer = LineBuffer()
     try:
         for chunk in resp.stream(65536, decode_content=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                for start in range(0, max(len(line), 1), MAX_LOG_LINE):
-                    yield line[start : start + MAX_LOG_LINE].decode("utf-8", errors="replace")
-            while len(pending) >= MAX_LOG_LINE:
-                yield pending[:MAX_LOG_LINE].decode("utf-8", errors="replace")
-                pending = pending[MAX_LOG_LINE:]
-        if pending:
+            for line in buffer.feed(chunk):
+                yield line.decode("utf-8", errors="replace")
+        if pending := buffer.rest():
             yield pending.decode("utf-8", errors="replace")
     finally:
         resp.release_conn()
