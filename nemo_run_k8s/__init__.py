@@ -35,6 +35,7 @@ __all__ = [
     "NemoRunError",
     "PVCVolume",
     "Partial",
+    "RecordsError",
     "ResultMissingError",
     "Script",
     "SecretVolume",
@@ -69,6 +70,7 @@ _LAZY = {
     "JobFailed": "nemo_run_k8s.errors",
     "JobNotFoundError": "nemo_run_k8s.errors",
     "NemoRunError": "nemo_run_k8s.errors",
+    "RecordsError": "nemo_run_k8s.errors",
     "ResultMissingError": "nemo_run_k8s.errors",
     "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
@@ -119,6 +121,7 @@ if TYPE_CHECKING:
         JobFailed,
         JobNotFoundError,
         NemoRunError,
+        RecordsError,
         ResultMissingError,
         SubmissionError,
     )
