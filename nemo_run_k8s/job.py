@@ -149,16 +149,16 @@ class Job:
     def cancel(self) -> None:
         """Stops the job and removes what it holds; its state becomes CANCELLED.
 
-        A job that has ended already keeps its state. A job still being
-        submitted is recorded CANCELLED, and its submitter cancels it as soon
-        as its launch returns.
+        A job that has ended keeps its state; the backend still removes what
+        it holds (a failed PyTorchJob stays on the cluster until cancelled). A
+        job still being submitted is recorded CANCELLED, and its submitter
+        cancels it as soon as its launch returns.
         """
-        if self.state().is_terminal:
-            return
+        state = self.state()
         if self._record.handle:
             self._backend.cancel(self._record.handle)
             self.state()
-        else:
+        elif not state.is_terminal:
             self._records.set_state(self.id, JobState.CANCELLED.value, "cancelled")
             self._refresh()
 

@@ -142,3 +142,12 @@ def test_a_finished_job_still_gets_its_network_removed(job) -> None:  # type: ig
     rec = record("orphaned-net-1", state="SUCCEEDED", executor="docker", handle=handle)
     assert Job(rec).state() == JobState.SUCCEEDED
     assert engine.networks == set() and paths.network_removed.exists()
+
+
+def test_a_removed_job_directory_is_not_a_crash(job) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    handle, _ = job
+    shutil.rmtree(handle["job_dir"])
+    assert DockerExecutor.state(handle) == JobState.FAILED
+    DockerExecutor.cancel(handle)  # nothing to read: nothing to do

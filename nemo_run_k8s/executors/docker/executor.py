@@ -466,7 +466,10 @@ def _finish_unsupervised(handle: Handle) -> JobState:
     import docker.errors
 
     job_dir = Path(handle["job_dir"])
-    spec = sup.load_spec(job_dir)
+    try:
+        spec = sup.load_spec(job_dir)
+    except FileNotFoundError:  # the job directory was removed: nothing says how it ended
+        return JobState.FAILED
     api = _api()
     codes: dict[int, int | None] = {}
     running = []
