@@ -40,7 +40,7 @@ from nemo_run_k8s.executors.host import (
     start_time,
 )
 from nemo_run_k8s.executors.local import supervisor as _supervisor
-from nemo_run_k8s.executors.local.processes import job_processes, signal_all
+from nemo_run_k8s.executors.local.processes import job_processes, job_running, signal_all
 from nemo_run_k8s.exit_status import ExitStatus
 from nemo_run_k8s.paths import JobPaths
 from nemo_run_k8s.runtime.contract import node_env
@@ -160,7 +160,7 @@ class LocalExecutor(HostExecutor):
         status = ExitStatus.read(JobPaths(Path(handle["job_dir"])).exit_status)
         if status is not None:
             return JobState(status.state)
-        if alive(handle) or _job_processes(handle):
+        if alive(handle) or _job_running(handle):
             return JobState.RUNNING
         return _finish_unsupervised(handle)
 
@@ -194,6 +194,13 @@ class LocalExecutor(HostExecutor):
             time.sleep(0.02)
             left = _job_processes(handle)
         cls.state(handle)  # records the end, should the supervisor have been killed
+
+
+def _job_running(handle: Handle) -> bool:
+    child = CHILDREN.get(handle["pid"])
+    if child is not None:
+        child.poll()
+    return job_running(handle["pid"], handle.get("start_time"))
 
 
 def _job_processes(handle: Handle) -> list[int]:

@@ -69,6 +69,32 @@ def job_processes(pgid: int, start_time: str | None) -> list[int]:
     return sorted(found)
 
 
+_LAST_SEEN: dict[int, list[int]] = {}  # pgid -> the job's processes at the last full look
+
+
+def job_running(pgid: int, start_time: str | None) -> bool:
+    """Whether any process of the job led by ``pgid`` runs (see :func:`job_processes`).
+
+    Checks the processes seen last time first, so polling a job whose
+    supervisor died does not scan every process each time.
+    """
+    for pid in _LAST_SEEN.get(pgid, ()):
+        if _alive(pid) and _group(pid) == pgid:
+            return True
+    found = job_processes(pgid, start_time)
+    _LAST_SEEN[pgid] = found
+    if not found:
+        _LAST_SEEN.pop(pgid, None)
+    return bool(found)
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def descendants(pid: int) -> list[int]:
     """The live descendants of ``pid`` (not ``pid`` itself).
 
