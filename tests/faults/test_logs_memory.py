@@ -104,16 +104,21 @@ def test_a_pod_log_is_streamed_not_read_whole(monkeypatch: pytest.MonkeyPatch) -
         asked.update(kwargs)
         return LogResponse()
 
-    pod = {"metadata": {"name": "job-master-0"}}
+    pod = {
+        "metadata": {
+            "name": "job-master-0",
+            "labels": {kc.REPLICA_TYPE_SELECTOR: "master", kc.REPLICA_INDEX_SELECTOR: "0"},
+        },
+        "status": {
+            "containerStatuses": [{"name": "pytorch", "state": {"running": {"startedAt": "now"}}}]
+        },
+    }
+    conn = SimpleNamespace(core=lambda: SimpleNamespace(read_namespaced_pod_log=None))
     monkeypatch.setattr(kc, "call", call)
-    monkeypatch.setattr(
-        kc,
-        "handle_conn",
-        lambda handle: SimpleNamespace(core=lambda: SimpleNamespace(read_namespaced_pod_log=None)),
-    )
-    monkeypatch.setattr(kc, "started", lambda pod: True)
-    monkeypatch.setattr(KubernetesExecutor, "_replica_pod", classmethod(lambda cls, *a: pod))
-    lines = KubernetesExecutor.logs({"namespace": "ns", "name": "job"})
+    monkeypatch.setattr(kc, "handle_conn", lambda handle: conn)
+    monkeypatch.setattr(kc, "list_pods", lambda *args, **kwargs: [pod])
+    handle = {"namespace": "ns", "name": "job", "num_nodes": 1, "nproc_per_node": 1}
+    lines = (line.removeprefix("[master0 rank0] ") for line in KubernetesExecutor.logs(handle))
     assert next(lines) == "x" * 1023
     assert len(chunks_sent) == 1 and asked["follow"] is False  # one chunk read so far
     rest = list(lines)
