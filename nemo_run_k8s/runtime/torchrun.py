@@ -1,0 +1,147 @@
+"""The torchrun command an image takes: ``python -m torch.distributed.run`` and its flag spellings.
+
+torchrun's options changed spelling: torch 1.x accepts only ``--nproc_per_node``,
+``--node_rank``, ``--master_addr`` and ``--master_port``; torch 2.x added ``--nproc-per-node``
+and the like and still accepts the old forms. Rather than assume either from a version number,
+the spellings are read from the torch the image has: the option strings that the parser in its
+``torch/distributed/run.py`` declares, found without importing torch (an import would cost the
+node's launcher a second or more, and each worker imports torch anyway). Where that source cannot
+be read (a build that ships bytecode only), the parser itself is imported and asked.
+
+The command is always ``sys.executable -m torch.distributed.run``: the entrypoint's own
+interpreter, whether or not a ``torchrun`` script is on PATH (Debian's python3-torch puts one in
+/usr/bin, a venv over it has none, and a ``torchrun`` of another Python would be wrong).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.machinery
+import importlib.util
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+# The options the entrypoint passes, by their underscore names (dest).
+OPTIONS = ("nnodes", "nproc_per_node", "node_rank", "master_addr", "master_port")
+
+
+class TorchrunUnavailable(Exception):
+    """The image's Python cannot start torchrun; the message says what to do."""
+
+
+def run_module_source(path: Sequence[str] | None = None) -> Path | None:
+    """``torch/distributed/run.py`` of the torch that ``import torch`` would load, or None.
+
+    ``path`` replaces ``sys.path`` for the search (tests); nothing is imported.
+    """
+    if path is None:
+        spec = importlib.util.find_spec("torch")
+    else:
+        spec = importlib.machinery.PathFinder.find_spec("torch", list(path))
+    if spec is None:
+        return None
+    for location in spec.submodule_search_locations or ():
+        candidate = Path(location) / "distributed" / "run.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def declared_options(source: str) -> set[str]:
+    """The option strings passed to ``add_argument(...)`` calls in ``source``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+        ):
+            found.update(
+                arg.value
+                for arg in node.args
+                if isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and arg.value.startswith("--")
+            )
+    return found
+
+
+def parser_options() -> set[str]:
+    """The option strings of the installed torchrun's parser, by importing it (the slow way)."""
+    try:
+        from torch.distributed.run import get_args_parser
+    except Exception as err:
+        why = f"importing torch.distributed.run failed: {err}"
+        raise TorchrunUnavailable(_no_torch(why)) from err
+    return set(get_args_parser()._option_string_actions)
+
+
+def spellings(options: Iterable[str]) -> dict[str, str]:
+    """``{name: flag}`` for each of :data:`OPTIONS`: the dashed form where torchrun has it.
+
+    Raises TorchrunUnavailable naming the options this torchrun lacks.
+    """
+    options = set(options)
+    flags: dict[str, str] = {}
+    for name in OPTIONS:
+        for flag in (f"--{name.replace('_', '-')}", f"--{name}"):
+            if flag in options:
+                flags[name] = flag
+                break
+    missing = [name for name in OPTIONS if name not in flags]
+    if missing:
+        raise TorchrunUnavailable(
+            "the image's torch.distributed.run accepts none of the spellings of "
+            + ", ".join(f"--{name}" for name in missing)
+            + " (known: torch 1.9 to 2.x); use a torch whose torchrun takes them, or "
+            "nproc_per_node=1 to run one process per node without torchrun"
+        )
+    return flags
+
+
+def flags() -> dict[str, str]:
+    """:func:`spellings` of the torch this Python would import."""
+    source = run_module_source()
+    if source is None:
+        raise TorchrunUnavailable(_no_torch("it has no module named 'torch'"))
+    try:
+        options = declared_options(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        options = set()
+    if not {f"--{name}" for name in OPTIONS} & options:
+        options = parser_options()  # the source said nothing usable: ask the parser itself
+    return spellings(options)
+
+
+def command(
+    nnodes: str, nproc_per_node: int, node_rank: str, master_addr: str, master_port: str
+) -> list[str]:
+    """``python -m torch.distributed.run`` with the flags this image's torch accepts.
+
+    The caller appends what torchrun runs (``-m module args...``).
+    """
+    spelled = flags()
+    values = {
+        "nnodes": nnodes,
+        "nproc_per_node": str(nproc_per_node),
+        "node_rank": node_rank,
+        "master_addr": master_addr,
+        "master_port": master_port,
+    }
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *(f"{spelled[name]}={values[name]}" for name in OPTIONS),
+    ]
+
+
+def _no_torch(why: str) -> str:
+    python = f"{sys.executable} (Python {sys.version.split()[0]})"
+    return (
+        f"this node runs several processes, which needs torch in the image: "
+        f"torch.distributed.run starts them, but the image's Python {python} cannot run it: "
+        f"{why}. Install torch into the base image (into the Python that runs python3), or "
+        f"use nproc_per_node=1."
+    )

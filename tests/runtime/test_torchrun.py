@@ -1,0 +1,163 @@
+"""torchrun's flag spellings follow the torch in the image (1.x: underscores only; 2.x: dashes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import nemo_run_k8s as run
+from nemo_run_k8s.bundle.files import make_bundle, read_outcome
+from nemo_run_k8s.runtime import torchrun
+from tests.conftest import child_env
+
+# The shape of the parser in torch 1.13's torch/distributed/run.py (underscores only) ...
+TORCH_1_13_PARSER = """
+def get_args_parser():
+    parser = ArgumentParser(description="Torch Distributed Elastic Training Launcher")
+    parser.add_argument("--nnodes", action=env, type=str, default="1:1")
+    parser.add_argument("--nproc_per_node", action=env, type=str, default="1")
+    parser.add_argument("--rdzv_backend", action=env, type=str, default="static")
+    parser.add_argument("--node_rank", type=int, action=env, default=0)
+    parser.add_argument("--master_addr", default="127.0.0.1", type=str, action=env)
+    parser.add_argument("--master_port", default=29500, type=int, action=env)
+    parser.add_argument("-m", "--module", action=check_env, help="--nproc-per-node in help text")
+    return parser
+"""
+# ... and in torch 2.x (dashed first, the old spelling kept as an alias).
+TORCH_2_PARSER = """
+def get_args_parser() -> ArgumentParser:
+    parser = ArgumentParser(description="Torch Distributed Elastic Training Launcher")
+    parser.add_argument("--nnodes", action=env, type=str, default="1:1")
+    parser.add_argument("--nproc-per-node", "--nproc_per_node", action=env, type=str)
+    parser.add_argument("--node-rank", "--node_rank", type=int, action=env, default=0)
+    parser.add_argument("--master-addr", "--master_addr", default="127.0.0.1", action=env)
+    parser.add_argument("--master-port", "--master_port", default=29500, type=int, action=env)
+    return parser
+"""
+
+# A stand-in torchrun that, like torch 1.13's, rejects dashed flags (argparse exits 2 with
+# "unrecognized arguments"), then runs the module once per process with RANK set.
+FAKE_TORCH_1_RUN = """
+import argparse, json, os, subprocess, sys
+
+parser = argparse.ArgumentParser(prog="run.py")
+parser.add_argument("--nnodes")
+parser.add_argument("--nproc_per_node")
+parser.add_argument("--node_rank")
+parser.add_argument("--master_addr")
+parser.add_argument("--master_port")
+parser.add_argument("-m", "--module", action="store_true")
+parser.add_argument("target")
+parser.add_argument("rest", nargs=argparse.REMAINDER)
+args = parser.parse_args()
+with open(os.environ["FAKE_TORCHRUN_ARGV"], "w") as f:
+    json.dump(sys.argv[1:], f)
+nproc = int(args.nproc_per_node)
+procs = [
+    subprocess.Popen(
+        [sys.executable, "-m", args.target, *args.rest],
+        env={**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc)},
+    )
+    for rank in range(nproc)
+]
+sys.exit(max(p.wait() for p in procs))
+"""
+
+
+def fake_torch(root: Path, run_py: str) -> Path:
+    """A package ``torch`` under ``root`` whose ``distributed/run.py`` is ``run_py``."""
+    package = root / "torch" / "distributed"
+    package.mkdir(parents=True)
+    (root / "torch" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "run.py").write_text(textwrap.dedent(run_py))
+    return root
+
+
+def rank_and_world() -> str:
+    return f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}"
+
+
+def test_torch_1_13_gets_underscore_flags_and_torch_2_dashed_ones():
+    assert torchrun.spellings(torchrun.declared_options(TORCH_1_13_PARSER)) == {
+        "nnodes": "--nnodes",
+        "nproc_per_node": "--nproc_per_node",
+        "node_rank": "--node_rank",
+        "master_addr": "--master_addr",
+        "master_port": "--master_port",
+    }
+    assert torchrun.spellings(torchrun.declared_options(TORCH_2_PARSER)) == {
+        "nnodes": "--nnodes",
+        "nproc_per_node": "--nproc-per-node",
+        "node_rank": "--node-rank",
+        "master_addr": "--master-addr",
+        "master_port": "--master-port",
+    }
+
+
+def test_a_torchrun_without_one_of_the_options_is_named():
+    source = TORCH_2_PARSER.replace('"--master-port", "--master_port", ', "")
+    with pytest.raises(torchrun.TorchrunUnavailable, match="--master_port"):
+        torchrun.spellings(torchrun.declared_options(source))
+
+
+def test_the_source_is_found_on_the_search_path_without_importing_torch(tmp_path: Path):
+    root = fake_torch(tmp_path / "site", "raise SystemExit('imported!')\n" + TORCH_2_PARSER)
+    source = torchrun.run_module_source([str(root)])
+    assert source == root / "torch" / "distributed" / "run.py"
+    assert "--node-rank" in torchrun.declared_options(source.read_text())
+    assert torchrun.run_module_source([str(tmp_path / "empty")]) is None
+
+
+def entrypoint_with_nproc_2(bundle: Path, output: Path, site: Path | None, **env: str):
+    pythonpath = os.pathsep.join(
+        [child_env()["PYTHONPATH"], *([str(site)] if site is not None else [])]
+    )
+    command = [sys.executable, "-m", "nemo_run_k8s.runtime.entrypoint", str(bundle)]
+    return subprocess.run(
+        [*command, "--output", str(output)],
+        env=child_env(PYTHONPATH=pythonpath, PET_NPROC_PER_NODE="2", PET_NNODES="1", **env),
+        capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+
+
+def test_entrypoint_starts_a_torch_1_style_torchrun_with_flags_it_accepts(tmp_path: Path):
+    site = fake_torch(tmp_path / "site", FAKE_TORCH_1_RUN)
+    bundle = make_bundle(run.Partial(rank_and_world), tmp_path / "b")
+    argv_file = tmp_path / "argv.json"
+    proc = entrypoint_with_nproc_2(
+        bundle.path, tmp_path / "out", site, FAKE_TORCHRUN_ARGV=str(argv_file), MASTER_PORT="29511"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "unrecognized arguments" not in proc.stderr
+    assert read_outcome(tmp_path / "out") == ("success", "rank 0 of 2")
+    argv = json.loads(argv_file.read_text())
+    assert argv[:5] == [
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--node_rank=0",
+        "--master_addr=127.0.0.1",
+        "--master_port=29511",
+    ]
+    assert argv[5:7] == ["-m", "nemo_run_k8s.runtime.entrypoint"]
+
+
+def test_entrypoint_without_torch_says_a_multi_process_node_needs_it(tmp_path: Path):
+    bundle = make_bundle(run.Partial(rank_and_world), tmp_path / "b")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import importlib.util; print(importlib.util.find_spec('torch'))"],
+        env=child_env(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    if probe.stdout.strip() != "None":
+        pytest.skip("this Python has torch installed; the no-torch path needs one without")
+    proc = entrypoint_with_nproc_2(bundle.path, tmp_path / "out", None)
+    assert proc.returncode == 3, proc.stderr
+    assert "needs torch in the image" in proc.stderr
+    assert "nproc_per_node=1" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
