@@ -8,9 +8,11 @@ the spellings are read from the torch the image has: the option strings that the
 node's launcher a second or more, and each worker imports torch anyway). Where that source cannot
 be read (a build that ships bytecode only), the parser itself is imported and asked.
 
-The command is always ``sys.executable -m torch.distributed.run``: the entrypoint's own
+The command is ``sys.executable -m nemo_run_k8s.runtime.torchrun``: the entrypoint's own
 interpreter, whether or not a ``torchrun`` script is on PATH (Debian's python3-torch puts one in
-/usr/bin, a venv over it has none, and a ``torchrun`` of another Python would be wrong).
+/usr/bin, a venv over it has none, and a ``torchrun`` of another Python would be wrong). Run as a
+module, this file is ``python -m torch.distributed.run`` with the same arguments, after one
+repair of torch itself where it is needed (:func:`repair_std_from_str`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import ast
 import importlib.machinery
 import importlib.util
+import re
+import runpy
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -132,9 +136,40 @@ def command(
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "nemo_run_k8s.runtime.torchrun",
         *(f"{spelled[name]}={values[name]}" for name in OPTIONS),
     ]
+
+
+def repair_std_from_str() -> bool:
+    """Makes torch < 2.0's torchrun work on Python 3.11+; returns whether it had to.
+
+    torch 1.13 parses ``--redirects``/``--tee`` (default ``"0"``) with ``Std.from_str``, which
+    looks the value up by iterating the ``Std`` flag enum. Since Python 3.11, iterating a flag
+    enum skips 0 and multi-bit values, so ``from_str("0")`` returns None and torchrun dies in
+    ``to_map`` (AttributeError: 'NoneType' object has no attribute 'get') before any worker
+    starts. Debian's python3-torch 1.13 runs on Python 3.11 and has this bug. Detected by
+    behaviour, not by version; the replacement looks values up with ``Std(int)``.
+    """
+    try:
+        from torch.distributed.elastic.multiprocessing import api
+    except ImportError:
+        return False  # runpy below reports the missing torch as torchrun would
+    std = api.Std
+    if std.from_str("0") is not None:
+        return False
+    original = std.from_str
+
+    def from_str(cls: type, vm: str) -> object:
+        if re.match(api._VALUE_REGEX, vm):
+            return cls(int(vm))
+        if re.match(api._MAPPING_REGEX, vm):
+            pairs = (item.split(":") for item in vm.split(","))
+            return {int(rank): cls(int(value)) for rank, value in pairs}
+        return original(vm)  # raises torchrun's own ValueError
+
+    std.from_str = classmethod(from_str)
+    return True
 
 
 def _no_torch(why: str) -> str:
@@ -145,3 +180,9 @@ def _no_torch(why: str) -> str:
         f"{why}. Install torch into the base image (into the Python that runs python3), or "
         f"use nproc_per_node=1."
     )
+
+
+if __name__ == "__main__":
+    repair_std_from_str()
+    sys.argv[0] = "torchrun"
+    runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)

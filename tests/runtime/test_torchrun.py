@@ -161,3 +161,73 @@ def test_entrypoint_without_torch_says_a_multi_process_node_needs_it(tmp_path: P
     assert "needs torch in the image" in proc.stderr
     assert "nproc_per_node=1" in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# torch 1.13's Std and Std.from_str (torch/distributed/elastic/multiprocessing/api.py), verbatim
+# but for the docstring: broken on Python 3.11+, where iterating a flag enum skips 0 and 3.
+TORCH_1_13_STD = """
+import re
+from enum import IntFlag
+
+_VALUE_REGEX = r"^[0-3]$"
+_MAPPING_REGEX = r"^([0-9]+:[0-3],)*[0-9]+:[0-3]$"
+
+
+class Std(IntFlag):
+    NONE = 0
+    OUT = 1
+    ERR = 2
+    ALL = OUT | ERR
+
+    @classmethod
+    def from_str(cls, vm):
+        def to_std(v):
+            v = int(v)
+            for s in Std:
+                if s == v:
+                    return s
+            # return None -> should NEVER reach here since we regex check input
+
+        if re.match(_VALUE_REGEX, vm):  # vm is a number (e.g. 0)
+            return to_std(vm)
+        elif re.match(_MAPPING_REGEX, vm):  # vm is a mapping (e.g. 0:1,1:2)
+            d = {}
+            for m in vm.split(","):
+                i, v = m.split(":")
+                d[int(i)] = to_std(v)
+            return d
+        else:
+            raise ValueError(f"{vm} does not match: <{_VALUE_REGEX}> or <{_MAPPING_REGEX}>")
+"""
+
+REPAIR_PROBE = """
+from torch.distributed.elastic.multiprocessing.api import Std
+from nemo_run_k8s.runtime import torchrun
+before = Std.from_str("0")
+repaired = torchrun.repair_std_from_str()
+print(before, repaired, Std.from_str("0") is Std.NONE, Std.from_str("3") is Std.ALL,
+      Std.from_str("0:3,1:0") == {0: Std.ALL, 1: Std.NONE}, torchrun.repair_std_from_str())
+try:
+    Std.from_str("7")
+except ValueError as err:
+    print("ValueError", err)
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="the enum change that breaks it is 3.11's")
+def test_torch_1_13_std_from_str_is_repaired_on_python_3_11(tmp_path: Path):
+    site = fake_torch(tmp_path / "site", TORCH_1_13_PARSER)
+    elastic = site / "torch" / "distributed" / "elastic" / "multiprocessing"
+    elastic.mkdir(parents=True)
+    (elastic.parent / "__init__.py").write_text("")
+    (elastic / "__init__.py").write_text("")
+    (elastic / "api.py").write_text(TORCH_1_13_STD)
+    pythonpath = os.pathsep.join([child_env()["PYTHONPATH"], str(site)])
+    proc = subprocess.run(
+        [sys.executable, "-c", REPAIR_PROBE], env=child_env(PYTHONPATH=pythonpath),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    # Unrepaired, "0" (torchrun's default --redirects/--tee) comes back as None.
+    first, error = proc.stdout.splitlines()
+    assert first == "None True True True True False"
+    assert error.startswith("ValueError 7 does not match")
