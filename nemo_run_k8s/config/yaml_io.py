@@ -29,8 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import fiddle as fdl
+from fiddle import daglish
 
-from nemo_run_k8s.config.buildables import ROOT, Config, Partial, iter_values, target_name
+from nemo_run_k8s.config.buildables import Config, Partial
+from nemo_run_k8s.config.printing import target_name
+from nemo_run_k8s.config.traversal import ROOT, Children, deepest_path, fold, iter_values
 from nemo_run_k8s.errors import ConfigError
 
 _SCALARS = (type(None), bool, int, float, str)
@@ -45,7 +48,12 @@ def to_yaml(cfg: Any) -> str:
     if isinstance(data, dict) and "_target_" in data and _holds_container(cfg):
         head = {k: data.pop(k) for k in ("_target_", "_partial_") if k in data}
         data = {**head, "_convert_": "all", **data}
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    try:
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    except RecursionError:  # PyYAML's writer recurses once per level
+        raise ConfigError(
+            f"{deepest_path(cfg)}: the config is nested too deeply to write as YAML"
+        ) from None
 
 
 def _holds_container(cfg: Any) -> bool:
@@ -53,6 +61,12 @@ def _holds_container(cfg: Any) -> bool:
 
 
 def _to_data(value: Any, path: str) -> Any:
+    # Each place a shared node appears is written out in full (no YAML anchors).
+    return fold(value, _node_data, path=path, shared_once=False)
+
+
+def _node_data(path: str, value: Any, kids: Children | None) -> Any:
+    """The YAML data of one value, given its children's data (children come first)."""
     if isinstance(value, fdl.Buildable):
         fn = value.__fn_or_cls__
         _check_importable(fn, path)
@@ -61,10 +75,10 @@ def _to_data(value: Any, path: str) -> Any:
             data["_partial_"] = True
         elif not isinstance(value, fdl.Config):
             raise ConfigError(f"{path}: {type(value).__name__} nodes cannot be written as YAML")
-        for name, arg in value.__arguments__.items():
-            if not isinstance(name, str):
+        for element, arg in kids or []:
+            if not isinstance(element, daglish.Attr):
                 raise ConfigError(f"{path}: positional-only arguments cannot be written as YAML")
-            data[name] = _to_data(arg, f"{path}.{name}")
+            data[element.name] = arg
         return data
     if isinstance(value, enum.Enum):
         _check_importable(type(value), path)
@@ -72,17 +86,14 @@ def _to_data(value: Any, path: str) -> Any:
     if type(value) in _SCALARS:
         return value
     if type(value) is list:
-        return [_to_data(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [item for _, item in kids or []]
     if type(value) is tuple:
-        items = [_to_data(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return {"_target_": "builtins.tuple", "_args_": [items]}
+        return {"_target_": "builtins.tuple", "_args_": [[item for _, item in kids or []]]}
     if type(value) is dict:
-        out = {}
-        for key, v in value.items():
+        for key in value:
             if not isinstance(key, str) or key in _RESERVED:
                 raise ConfigError(f"{path}: dict key {key!r} cannot be written as a YAML key")
-            out[key] = _to_data(v, f"{path}[{key!r}]")
-        return out
+        return {element.key: item for element, item in kids or []}
     if getattr(value, "__name__", None) == "<lambda>":
         what = "a lambda"
     else:
