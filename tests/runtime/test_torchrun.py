@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import nemo_run_k8s as run
-from nemo_run_k8s.bundle.files import make_bundle, read_outcome
+from nemo_run_k8s.bundle.files import make_bundle
+from nemo_run_k8s.bundle.outcome import read_outcome
 from nemo_run_k8s.runtime import torchrun
 from tests.conftest import child_env
 
