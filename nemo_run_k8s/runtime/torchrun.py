@@ -11,17 +11,22 @@ be read (a build that ships bytecode only), the parser itself is imported and as
 The command is ``sys.executable -m nemo_run_k8s.runtime.torchrun``: the entrypoint's own
 interpreter, whether or not a ``torchrun`` script is on PATH (Debian's python3-torch puts one in
 /usr/bin, a venv over it has none, and a ``torchrun`` of another Python would be wrong). Run as a
-module, this file is ``python -m torch.distributed.run`` with the same arguments, after one
-repair of torch itself where it is needed (:func:`repair_std_from_str`).
+module, this file is ``python -m torch.distributed.run`` with the same arguments, after two
+repairs of torch 1.x where they are needed (:func:`repair_std_from_str`,
+:func:`repair_log_line_prefix`).
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib.machinery
 import importlib.util
+import inspect
+import os
 import re
 import runpy
+import string
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -182,7 +187,69 @@ def _no_torch(why: str) -> str:
     )
 
 
+PREFIX_TEMPLATE_ENV = "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"
+
+
+def repair_log_line_prefix(argv: Sequence[str]) -> bool:
+    """Makes torch < 2.2 honour the log line prefix template; returns whether it had to.
+
+    The executors ask torchrun to tee each worker's output with a ``[node1 rank3] `` prefix
+    (``PET_TEE=3`` and that template). torch 2.2+ reads the template; older torch ignores it
+    and writes ``[default0]:`` (role and *local* rank), so logs would not say the node or the
+    global rank. Where the installed LocalElasticAgent has no ``log_line_prefix_template``
+    parameter and ``TailLog`` still has the 1.x shape, its headers are made from the template
+    (``${role_name}``, ``${rank}``, ``${local_rank}``, as 2.x does); the global rank is
+    ``node_rank * nproc_per_node + local_rank``, which is how a static rendezvous numbers
+    workers. Anything unexpected leaves torch's own prefix alone.
+    """
+    template = os.environ.get(PREFIX_TEMPLATE_ENV)
+    if not template:
+        return False
+    try:
+        from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
+        from torch.distributed.elastic.multiprocessing import tail_log
+    except ImportError:
+        return False
+    if "log_line_prefix_template" in inspect.signature(LocalElasticAgent.__init__).parameters:
+        return False  # torch does it itself
+    known = {"header", "file", "dst", "finished", "interval_sec"}
+    tail_logfile = getattr(tail_log, "tail_logfile", None)
+    if tail_logfile is None or set(inspect.signature(tail_logfile).parameters) != known:
+        return False
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--node-rank", "--node_rank", dest="node_rank", default="0")
+    parser.add_argument("--nproc-per-node", "--nproc_per_node", dest="nproc", default="1")
+    parsed, _ = parser.parse_known_args(list(argv))
+    try:
+        base = int(parsed.node_rank) * int(parsed.nproc)
+    except ValueError:
+        return False  # "auto", "gpu": the count is torch's to decide
+
+    def start(self: tail_log.TailLog) -> tail_log.TailLog:
+        if not self._threadpool:
+            return self
+        for local_rank, file in self._log_files.items():
+            header = string.Template(template).safe_substitute(
+                role_name=self._name, rank=str(base + local_rank), local_rank=str(local_rank)
+            )
+            self._futs.append(
+                self._threadpool.submit(
+                    tail_logfile,
+                    header=header,
+                    file=file,
+                    dst=self._dst,
+                    finished=self._finished_events[local_rank],
+                    interval_sec=self._interval_sec,
+                )
+            )
+        return self
+
+    tail_log.TailLog.start = start
+    return True
+
+
 if __name__ == "__main__":
     repair_std_from_str()
+    repair_log_line_prefix(sys.argv[1:])
     sys.argv[0] = "torchrun"
     runpy.run_module("torch.distributed.run", run_name="__main__", alter_sys=True)

@@ -43,6 +43,7 @@ def all_reduce_report() -> dict[str, Any]:
     dist.init_process_group("gloo")
     value = torch.tensor([float(dist.get_rank() + 1)])
     dist.all_reduce(value)
+    print(f"sum={value.item():g} world={dist.get_world_size()}", flush=True)
     report = {
         "sum": value.item(),
         "world": dist.get_world_size(),
@@ -113,7 +114,11 @@ def test_two_nodes_two_processes_all_reduce_on_each_kind_of_base(
     assert report["torch"].startswith(torch_version), report
     assert (report["sum"], report["world"], report["python"]) == (10.0, 4, HOST_MINOR), report
     assert report["prefix"] == prefix, report
-    assert "unrecognized arguments" not in "\n".join(job.logs())
+    lines = list(job.logs())
+    assert "unrecognized arguments" not in "\n".join(lines)
+    # Every rank's line, prefixed with its node and global rank (torch 1.13 is taught the prefix).
+    for node, rank in [(0, 0), (0, 1), (1, 2), (1, 3)]:
+        assert f"[node{node} rank{rank}] sum=10 world=4" in lines, "\n".join(lines)
     assert leftovers(docker_client, job.id) == []
 
     # The flags the entrypoint picked are the ones this torch's own parser declares.
