@@ -232,3 +232,112 @@ def test_torch_1_13_std_from_str_is_repaired_on_python_3_11(tmp_path: Path):
     first, error = proc.stdout.splitlines()
     assert first == "None True True True True False"
     assert error.startswith("ValueError 7 does not match")
+
+
+# The 1.x shapes repair_log_line_prefix relies on: an agent without log_line_prefix_template, and
+# torch 1.13's tail_log (tail_logfile and TailLog.__init__/start as in 1.13, stop shortened).
+TORCH_1_13_AGENT = """
+class LocalElasticAgent:
+    def __init__(self, spec, start_method="spawn", exit_barrier_timeout=300, log_dir=None):
+        pass
+"""
+TORCH_1_13_TAIL_LOG = """
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from threading import Event
+
+
+def tail_logfile(header, file, dst, finished, interval_sec):
+    while not os.path.exists(file):
+        if finished.is_set():
+            return
+        time.sleep(interval_sec)
+    with open(file, "r") as fp:
+        while True:
+            line = fp.readline()
+            if line:
+                dst.write(f"{header}{line}")
+            elif finished.is_set():
+                break
+            else:
+                time.sleep(interval_sec)
+
+
+class TailLog:
+    def __init__(self, name, log_files, dst, interval_sec=0.1):
+        n = len(log_files)
+        self._threadpool = None
+        if n > 0:
+            self._threadpool = ThreadPoolExecutor(max_workers=n)
+        self._name = name
+        self._dst = dst
+        self._log_files = log_files
+        self._finished_events = {local_rank: Event() for local_rank in log_files.keys()}
+        self._futs = []
+        self._interval_sec = interval_sec
+        self._stopped = False
+
+    def start(self):
+        if not self._threadpool:
+            return self
+        for local_rank, file in self._log_files.items():
+            self._futs.append(
+                self._threadpool.submit(
+                    tail_logfile,
+                    header=f"[{self._name}{local_rank}]:",
+                    file=file,
+                    dst=self._dst,
+                    finished=self._finished_events[local_rank],
+                    interval_sec=self._interval_sec,
+                )
+            )
+        return self
+
+    def stop(self):
+        for event in self._finished_events.values():
+            event.set()
+        for fut in self._futs:
+            fut.result()
+"""
+
+PREFIX_PROBE = """
+import io, pathlib, sys
+from torch.distributed.elastic.multiprocessing.tail_log import TailLog
+from nemo_run_k8s.runtime import torchrun
+argv = ["--nnodes=2", "--nproc_per_node=2", "--node_rank=1", "-m", "x", "--output", "o"]
+repaired = torchrun.repair_log_line_prefix(argv)
+files = {}
+for local_rank in (0, 1):
+    files[local_rank] = pathlib.Path(sys.argv[1]) / f"{local_rank}.log"
+    files[local_rank].write_text(f"hello from {local_rank}\\n")
+dst = io.StringIO()
+tail = TailLog("default", {k: str(v) for k, v in files.items()}, dst).start()
+tail.stop()
+print(repaired, sorted(dst.getvalue().splitlines()))
+"""
+
+
+@pytest.mark.parametrize("template", ["[node1 rank${rank}] ", ""])
+def test_torch_1_13_tail_log_gets_the_prefix_template_with_global_ranks(
+    tmp_path: Path, template: str
+):
+    site = fake_torch(tmp_path / "site", TORCH_1_13_PARSER)
+    elastic = site / "torch" / "distributed" / "elastic"
+    for package in ("", "/multiprocessing", "/agent", "/agent/server"):
+        (elastic / package.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (elastic / package.lstrip("/") / "__init__.py").write_text("")
+    (elastic / "multiprocessing" / "tail_log.py").write_text(TORCH_1_13_TAIL_LOG)
+    (elastic / "agent" / "server" / "local_elastic_agent.py").write_text(TORCH_1_13_AGENT)
+    pythonpath = os.pathsep.join([child_env()["PYTHONPATH"], str(site)])
+    env = child_env(PYTHONPATH=pythonpath, TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE=template)
+    proc = subprocess.run(
+        [sys.executable, "-c", PREFIX_PROBE, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    if template:  # node 1 of 2-process nodes holds global ranks 2 and 3
+        assert proc.stdout.strip() == (
+            "True ['[node1 rank2] hello from 0', '[node1 rank3] hello from 1']"
+        )
+    else:  # no template asked for: torch's own prefix stays
+        assert proc.stdout.strip() == "False ['[default0]:hello from 0', '[default1]:hello from 1']"
