@@ -166,7 +166,7 @@ class _TreeOps:
 
     def to_yaml(self) -> str:
         """This config as Hydra-style YAML (see :func:`nemo_run_k8s.to_yaml`)."""
-        from nemo_run_k8s.config.yaml_io import to_yaml
+        from nemo_run_k8s.config.yaml_write import to_yaml
 
         return to_yaml(self)
 
