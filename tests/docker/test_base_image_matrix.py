@@ -143,3 +143,26 @@ def test_a_multi_process_job_on_a_base_without_torch_is_refused_at_build_time(
     assert "nproc_per_node=2: this node runs several processes, which needs torch" in message
     assert "has no module named 'torch'" in message
     assert not docker_client.api.containers(all=True, filters={"name": "matrix-no-torch"})
+
+
+def python_and_prefix() -> tuple[str, str]:
+    import sys
+
+    return "{}.{}".format(*sys.version_info[:2]), sys.prefix
+
+
+def test_a_venv_without_pip_like_uvs_gets_pip_from_ensurepip(
+    torch_base: str, docker_client: Any, made_images: Any
+) -> None:
+    # uv and `python3 -m venv --without-pip` make venvs with no pip in them.
+    base = build_test_base(
+        docker_client,
+        "venv-without-pip",
+        f"FROM {torch_base}\n"
+        "RUN python3 -m venv --without-pip --system-site-packages /opt/venv\n"
+        "ENV PATH=/opt/venv/bin:$PATH\n",
+        {},
+    )
+    made_images.add(base)
+    job = run.run(run.Partial(python_and_prefix), run.DockerExecutor(base_image=base))
+    assert job.result() == (HOST_MINOR, "/opt/venv")
