@@ -4,9 +4,10 @@ torchrun's options changed spelling: torch 1.x accepts only ``--nproc_per_node``
 ``--node_rank``, ``--master_addr`` and ``--master_port``; torch 2.x added ``--nproc-per-node``
 and the like and still accepts the old forms. Rather than assume either from a version number,
 the spellings are read from the torch the image has: the option strings that the parser in its
-``torch/distributed/run.py`` declares, found without importing torch (an import would cost the
-node's launcher a second or more, and each worker imports torch anyway). Where that source cannot
-be read (a build that ships bytecode only), the parser itself is imported and asked.
+``torch/distributed/run.py`` declares, found without importing torch (so neither the
+entrypoint's own process nor the build-time preflight pays torch's import, a second or more).
+Where that source cannot be read (a build that ships bytecode only), the parser itself is
+imported and asked.
 
 The command is ``sys.executable -m nemo_run_k8s.runtime.torchrun``: the entrypoint's own
 interpreter, whether or not a ``torchrun`` script is on PATH (Debian's python3-torch puts one in
