@@ -35,6 +35,7 @@ __all__ = [
     "NemoRunError",
     "PVCVolume",
     "Partial",
+    "RecordsError",
     "Script",
     "SecretVolume",
     "SubmissionError",
@@ -46,6 +47,7 @@ __all__ = [
     "list_jobs",
     "push_image",
     "run",
+    "set_progress",
     "submit",
     "sweep",
     "to_yaml",
@@ -68,10 +70,12 @@ _LAZY = {
     "JobFailed": "nemo_run_k8s.errors",
     "JobNotFoundError": "nemo_run_k8s.errors",
     "NemoRunError": "nemo_run_k8s.errors",
+    "RecordsError": "nemo_run_k8s.errors",
     "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
     "JobState": "nemo_run_k8s.spec",
     "submit": "nemo_run_k8s.api",
+    "set_progress": "nemo_run_k8s.progress",
     "run": "nemo_run_k8s.api",
     "dryrun": "nemo_run_k8s.api",
     "list_jobs": "nemo_run_k8s.job",
@@ -117,6 +121,7 @@ if TYPE_CHECKING:
         JobFailed,
         JobNotFoundError,
         NemoRunError,
+        RecordsError,
         SubmissionError,
     )
     from nemo_run_k8s.executors.docker.executor import DockerExecutor
@@ -127,4 +132,5 @@ if TYPE_CHECKING:
     from nemo_run_k8s.image.builder import JobImage, build_image
     from nemo_run_k8s.image.push import push_image
     from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.progress import set_progress
     from nemo_run_k8s.spec import JobState
