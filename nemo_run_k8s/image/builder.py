@@ -57,7 +57,7 @@ BUNDLE_LAYER_MARKER = "# --- bundle layer ---"
 ENV_REPO = "nemo-run-k8s/env"
 JOB_REPO = "nemo-run-k8s/job"
 BUNDLES_LABEL = "nemo-run-k8s.io/bundles"
-_PREFLIGHT_VERSION = 1
+_PREFLIGHT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,12 +261,14 @@ class ImageBuilder:
         """Checks inside the image that the bundle loads and its targets import.
 
         The verdict depends on the environment (base, wheels), the Python version,
-        the task kind, the modules imported by reference and the code files those
-        modules come from; it is cached on exactly that, so neither a config
-        change nor an edit to code the job does not import runs it again.
+        the task kind, whether a node runs several processes (torchrun), the
+        modules imported by reference and the code files those modules come from;
+        it is cached on exactly that, so neither a config change nor an edit to
+        code the job does not import runs it again.
         """
         manifest = bundle.manifest
         imports = sorted(manifest.get("imports", {}))
+        multi_process = int(manifest.get("resources", {}).get("nproc_per_node") or 1) > 1
         key = digest(
             [
                 str(_PREFLIGHT_VERSION),
@@ -274,6 +276,7 @@ class ImageBuilder:
                 env.code_key(imports),
                 manifest["python"],
                 manifest["task_kind"],
+                f"torchrun={multi_process}",
                 *imports,
             ]
         )
