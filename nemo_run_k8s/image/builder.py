@@ -65,7 +65,7 @@ BUNDLE_LAYER_MARKER = "# --- bundle layer ---"
 ENV_REPO = "nemo-run-k8s/env"
 JOB_REPO = "nemo-run-k8s/job"
 BUNDLES_LABEL = "nemo-run-k8s.io/bundles"
-_PREFLIGHT_VERSION = 2
+_PREFLIGHT_VERSION = 3  # 3: verdicts hold the code files the check read
 #: Overlay code layers stacked on one full environment build before the next full build.
 MAX_OVERLAYS = 8
 
@@ -337,14 +337,16 @@ class ImageBuilder:
         """Checks inside the image that the bundle loads and its targets import.
 
         The verdict depends on the environment (base, wheels), the Python version,
-        the task kind, the modules imported by reference, the code directory's
-        file names (where an import can resolve) and the content of the code files
-        the import read (the check reports them). It is cached on exactly that:
-        neither a config change nor an edit to code the job does not import runs
-        it again; an edit to a file it imported does.
+        the task kind, whether a node runs several processes (torchrun), the
+        modules imported by reference, the code directory's file names (where an
+        import can resolve) and the content of the code files the import read
+        (the check reports them). It is cached on exactly that: neither a config
+        change nor an edit to code the job does not import runs it again; an edit
+        to a file it imported does.
         """
         manifest = bundle.manifest
         imports = sorted(manifest.get("imports", {}))
+        multi_process = int(manifest.get("resources", {}).get("nproc_per_node") or 1) > 1
         key = digest(
             [
                 str(_PREFLIGHT_VERSION),
@@ -352,6 +354,7 @@ class ImageBuilder:
                 env.names_key,
                 manifest["python"],
                 manifest["task_kind"],
+                f"torchrun={multi_process}",
                 *imports,
             ]
         )

@@ -10,7 +10,9 @@ PyTorchJob pod:
    process. torchrun reads the environment the Kubeflow operator sets on
    PyTorchJob pods (``MASTER_ADDR``, ``MASTER_PORT``, ``PET_NNODES``,
    ``PET_NODE_RANK``, ``PET_NPROC_PER_NODE``); the Docker and local executors
-   set the same variables.
+   set the same variables. Its flags are spelled the way the image's torch
+   takes them (torch 1.x only knows ``--nproc_per_node``, 2.x prefers
+   ``--nproc-per-node``); no torch is a setup error (exit 3), not a crash.
 3. Runs the task: a ``run.Partial`` is built and the partial called; a
    ``run.Config`` is built and the built object is called (so a Config of a
    callable class works); a ``run.Script`` runs with bash, ``env_vars`` in the
@@ -111,7 +113,11 @@ def _run_task(bundle: Any, output: Path | None) -> int:
         _write_termination_log(tb)
         return EXIT_TASK_FAILED
     if rank == 0:
-        _publish(output, "success", value)
+        status, text = _publish(output, "success", value, f"the task {bundle.manifest['target']}")
+        if status != "success":  # the value cannot travel back: the job failed
+            print(f"nemo_run_k8s: {text}", file=sys.stderr, flush=True)
+            _write_termination_log(text)
+            return EXIT_TASK_FAILED
     return EXIT_OK
 
 
@@ -175,21 +181,24 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> No
 
 
 def _run_torchrun(args: argparse.Namespace, nproc: int) -> int:
-    """Starts one entrypoint per process through torchrun, with the operator's env."""
+    """Starts one entrypoint per process through torchrun, with the operator's env.
+
+    The flags are spelled the way the image's torch accepts (see :mod:`.torchrun`).
+    """
+    from nemo_run_k8s.runtime import torchrun
+
     env = os.environ
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nnodes={env.get('PET_NNODES', '1')}",
-        f"--nproc-per-node={nproc}",
-        f"--node-rank={env.get('PET_NODE_RANK', '0')}",
-        f"--master-addr={env.get('MASTER_ADDR', '127.0.0.1')}",
-        f"--master-port={env.get('MASTER_PORT', '29500')}",
-        "-m",
-        "nemo_run_k8s.runtime.entrypoint",
-        str(args.bundle),
-    ]
+    try:
+        command = torchrun.command(
+            nnodes=env.get("PET_NNODES", "1"),
+            nproc_per_node=nproc,
+            node_rank=env.get("PET_NODE_RANK", "0"),
+            master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=env.get("MASTER_PORT", "29500"),
+        )
+    except torchrun.TorchrunUnavailable as err:
+        return _setup_failed(str(err))
+    command += ["-m", "nemo_run_k8s.runtime.entrypoint", str(args.bundle)]
     if args.output is not None:
         command += ["--output", str(args.output)]
     try:
@@ -210,19 +219,22 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def _publish(output: Path | None, status: str, value: Any) -> None:
-    from nemo_run_k8s.bundle.outcome import write_outcome
+def _publish(
+    output: Path | None, status: str, value: Any, source: str = "the task"
+) -> tuple[str, Any]:
+    """Publishes rank 0's outcome (file and/or log line); returns the status and value sent.
 
+    A value that cannot be pickled is sent as an error naming its type and
+    ``source`` (see ``bundle.outcome.pickle_outcome``).
+    """
+    from nemo_run_k8s.bundle.outcome import pickle_outcome, store_outcome
+
+    status, value, data = pickle_outcome(status, value, source)
     if output is not None:
-        write_outcome(output, status, value)
+        store_outcome(output, data)
     if os.environ.get(OUTCOME_IN_LOG_ENV) == "1":
-        import cloudpickle
-
-        try:
-            data = cloudpickle.dumps((status, value))
-        except Exception as err:
-            data = cloudpickle.dumps(("error", f"result cannot be pickled: {err}"))
         print(encode_outcome_line(data), flush=True)
+    return status, value
 
 
 def _setup_failed(message: str) -> int:
