@@ -131,7 +131,7 @@ def test_a_base_image_pull_shows_its_layers_and_a_missing_one_says_so(
     finally:
         progress.set_progress(saved)
         docker_client.images.remove(ref)
-    assert image.id == docker_client.images.get(base_image).id
+    assert image["Id"] == docker_client.images.get(base_image).id  # _pull returns the inspect
     err = capsys.readouterr().err
     assert f"nemo-run-k8s: pulling {ref}" in err
     assert re.search(rf"nemo-run-k8s: pulled {re.escape(ref)}: \d+ layer\(s\)", err), err
