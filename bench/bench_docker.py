@@ -167,8 +167,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["NEMO_RUN_K8S_HOME"] = home
-        from nemo_run_k8s.executors import docker_executor as de
-        from nemo_run_k8s.image import ImageBuilder
+        from nemo_run_k8s.executors.docker import executor as de
+        from nemo_run_k8s.image.builder import ImageBuilder
 
         one_job(opts.base_image, {})  # builds or finds the image, warms caches
         image = one_job_image(opts.base_image)

@@ -54,7 +54,7 @@ t0 = time.time()
 import json
 import nemo_run_k8s as run
 from nemo_run_k8s import api
-from nemo_run_k8s.executors.local import LocalExecutor
+from nemo_run_k8s.executors.local.executor import LocalExecutor
 t_import = time.time()
 marks = {}
 
@@ -161,12 +161,13 @@ def main() -> None:
         print("the job as a new interpreter, as with fork=False or in a container):")
         bundle = Path(home) / "bench-bundle"
         make = (
-            "import sys, json, nemo_run_k8s as run; from nemo_run_k8s.bundle import make_bundle; "
+            "import sys, json, nemo_run_k8s as run; "
+            "from nemo_run_k8s.bundle.files import make_bundle; "
             "make_bundle(run.Partial(json.dumps, obj=1), sys.argv[1])"
         )
         subprocess.run([sys.executable, "-c", make, str(bundle)], env=env, check=True)
         client = import_costs(["-c", "import nemo_run_k8s"], env)
-        job = import_costs(["-m", "nemo_run_k8s.entrypoint", str(bundle)], env)
+        job = import_costs(["-m", "nemo_run_k8s.runtime.entrypoint", str(bundle)], env)
         print(f"  {'module':<16} {'client':>8} {'job':>8}")
         for name in KEY_IMPORTS:
             print(f"  {name:<16} {_ms(client.get(name))} {_ms(job.get(name))}")

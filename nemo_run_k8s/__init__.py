@@ -53,12 +53,12 @@ __all__ = [
 # Every name is loaded on first use: `import nemo_run_k8s` costs almost nothing, the CLI starts
 # fast, and fiddle, docker and kubernetes load only when something needs them.
 _LAZY = {
-    "Config": "nemo_run_k8s.config",
-    "Partial": "nemo_run_k8s.config",
-    "autoconvert": "nemo_run_k8s.config",
-    "Script": "nemo_run_k8s.script",
-    "to_yaml": "nemo_run_k8s.yaml_io",
-    "from_yaml": "nemo_run_k8s.yaml_io",
+    "Config": "nemo_run_k8s.config.buildables",
+    "Partial": "nemo_run_k8s.config.buildables",
+    "autoconvert": "nemo_run_k8s.config.buildables",
+    "Script": "nemo_run_k8s.config.script",
+    "to_yaml": "nemo_run_k8s.config.yaml_io",
+    "from_yaml": "nemo_run_k8s.config.yaml_io",
     "BundleError": "nemo_run_k8s.errors",
     "ConfigError": "nemo_run_k8s.errors",
     "ImageBuildError": "nemo_run_k8s.errors",
@@ -73,16 +73,16 @@ _LAZY = {
     "run": "nemo_run_k8s.api",
     "dryrun": "nemo_run_k8s.api",
     "list_jobs": "nemo_run_k8s.job",
-    "LocalExecutor": "nemo_run_k8s.executors.local",
-    "DockerExecutor": "nemo_run_k8s.executors.docker_executor",
-    "KubernetesExecutor": "nemo_run_k8s.executors.k8s_executor",
-    "JobImage": "nemo_run_k8s.image",
-    "build_image": "nemo_run_k8s.image",
-    "push_image": "nemo_run_k8s.push",
+    "LocalExecutor": "nemo_run_k8s.executors.local.executor",
+    "DockerExecutor": "nemo_run_k8s.executors.docker.executor",
+    "KubernetesExecutor": "nemo_run_k8s.executors.kubernetes.executor",
+    "JobImage": "nemo_run_k8s.image.builder",
+    "build_image": "nemo_run_k8s.image.builder",
+    "push_image": "nemo_run_k8s.image.push",
     "Experiment": "nemo_run_k8s.experiment",
-    "PVCVolume": "nemo_run_k8s.k8s_options",
-    "ConfigMapVolume": "nemo_run_k8s.k8s_options",
-    "SecretVolume": "nemo_run_k8s.k8s_options",
+    "PVCVolume": "nemo_run_k8s.executors.kubernetes.options",
+    "ConfigMapVolume": "nemo_run_k8s.executors.kubernetes.options",
+    "SecretVolume": "nemo_run_k8s.executors.kubernetes.options",
     "sweep": "nemo_run_k8s.experiment",
 }
 
@@ -102,7 +102,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from nemo_run_k8s.api import dryrun, run, submit
-    from nemo_run_k8s.config import Config, Partial, autoconvert
+    from nemo_run_k8s.config.buildables import Config, Partial, autoconvert
+    from nemo_run_k8s.config.script import Script
+    from nemo_run_k8s.config.yaml_io import from_yaml, to_yaml
     from nemo_run_k8s.errors import (
         BundleError,
         ConfigError,
@@ -114,13 +116,11 @@ if TYPE_CHECKING:
         SubmissionError,
     )
     from nemo_run_k8s.executors.base import JobState
-    from nemo_run_k8s.executors.docker_executor import DockerExecutor
-    from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
-    from nemo_run_k8s.executors.local import LocalExecutor
+    from nemo_run_k8s.executors.docker.executor import DockerExecutor
+    from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
+    from nemo_run_k8s.executors.kubernetes.options import ConfigMapVolume, PVCVolume, SecretVolume
+    from nemo_run_k8s.executors.local.executor import LocalExecutor
     from nemo_run_k8s.experiment import Experiment, sweep
-    from nemo_run_k8s.image import JobImage, build_image
+    from nemo_run_k8s.image.builder import JobImage, build_image
+    from nemo_run_k8s.image.push import push_image
     from nemo_run_k8s.job import Job, list_jobs
-    from nemo_run_k8s.k8s_options import ConfigMapVolume, PVCVolume, SecretVolume
-    from nemo_run_k8s.push import push_image
-    from nemo_run_k8s.script import Script
-    from nemo_run_k8s.yaml_io import from_yaml, to_yaml

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.bundle import Bundle, check_callable, make_bundle, task_kind
+from nemo_run_k8s.bundle.files import Bundle, check_callable, make_bundle, task_kind
 from nemo_run_k8s.errors import JobFailed
 from nemo_run_k8s.executors.base import Executor, JobSpec, JobState, Plan
 from nemo_run_k8s.job import Job
@@ -123,7 +123,7 @@ def new_job_id(name: str) -> str:
 
 
 def _default_name(task: Any) -> str:
-    from nemo_run_k8s.script import Script
+    from nemo_run_k8s.config.script import Script
 
     if isinstance(task, Script):
         return Path(task.path).stem if task.path else "script"
@@ -137,7 +137,7 @@ def _code_dirs(executor: Executor) -> tuple[str, ...]:
 
 
 def _default_executor() -> Executor:
-    from nemo_run_k8s.executors.local import LocalExecutor
+    from nemo_run_k8s.executors.local.executor import LocalExecutor
 
     return LocalExecutor()
 

@@ -183,7 +183,7 @@ def _cmd_dryrun(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from nemo_run_k8s.image import build_image
+    from nemo_run_k8s.image.builder import build_image
 
     task, executor = _task_and_executor(args)
     if executor.kind == "local":
@@ -326,7 +326,7 @@ def _iso(timestamp: float) -> str:
 
 
 def _task_and_executor(args: argparse.Namespace) -> tuple[Any, Any]:
-    from nemo_run_k8s.overrides import apply_overrides, load_factory
+    from nemo_run_k8s.config.overrides import apply_overrides, load_factory
 
     task = load_factory(args.factory, partial=args.partial)
     apply_overrides(task, args.overrides)
@@ -334,9 +334,9 @@ def _task_and_executor(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _executor(args: argparse.Namespace) -> Any:
+    from nemo_run_k8s.config.overrides import parse_typed
     from nemo_run_k8s.errors import InvalidOptionError
     from nemo_run_k8s.executors.base import backend_class
-    from nemo_run_k8s.overrides import parse_typed
 
     cls = backend_class(args.executor)
     fields: dict[str, Any] = {}

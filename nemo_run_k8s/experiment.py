@@ -68,7 +68,7 @@ class Experiment:
             raise ConfigError(f"experiment {self.name!r} was already launched; start a new one")
         executor = executor or self.executor
         if executor is None:
-            from nemo_run_k8s.executors.local import LocalExecutor
+            from nemo_run_k8s.executors.local.executor import LocalExecutor
 
             executor = LocalExecutor()
         name = name or f"{self.name}-{len(self._entries)}"
@@ -113,7 +113,7 @@ class Experiment:
 
     @staticmethod
     def _shared_images(pairs: Sequence[tuple[Executor, Any]]) -> dict[Any, str]:
-        from nemo_run_k8s.image import build_image
+        from nemo_run_k8s.image.builder import build_image
 
         groups: dict[Any, list[Any]] = {}
         executors: dict[Any, Executor] = {}
@@ -202,7 +202,7 @@ def sweep(
 def check_path(cfg: Any, path: str) -> None:
     """Raises ConfigError unless ``path`` names a parameter of a node in ``cfg``."""
     node, attr = _parent(cfg, path)
-    from nemo_run_k8s.config import _parameters
+    from nemo_run_k8s.config.buildables import _parameters
 
     params = _parameters(node.__fn_or_cls__)
     if attr not in params and attr not in node.__arguments__:

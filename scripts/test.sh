@@ -2,7 +2,7 @@
 # The test command. On a fresh machine it sets up everything first:
 #   .venv with the package and test tools; as root (or wherever Docker already answers): the
 #   Docker engine, the local base images and a loopback registry; helm and kubectl in .tools/bin.
-# Then it runs pytest; extra arguments go to pytest (e.g. `bash scripts/test.sh tests/unit -x`).
+# Then it runs pytest; extra arguments go to pytest (e.g. `bash scripts/test.sh tests/config -x`).
 # Without Docker (not root, no engine) the Docker tests skip, except under CI=true, where a
 # missing engine fails the run instead of hiding the tests.
 set -euo pipefail

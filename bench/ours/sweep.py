@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import nemo_run_k8s as run
-from nemo_run_k8s import image as image_module
+from nemo_run_k8s.image import builder as image_module
 
 BUILDS = [0]
 IMAGES: set[str] = set()

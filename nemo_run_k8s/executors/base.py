@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from nemo_run_k8s.bundle import Bundle
+    from nemo_run_k8s.bundle.files import Bundle
 
 
 class JobState(str, enum.Enum):
@@ -213,16 +213,16 @@ class Executor(abc.ABC):
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
         """Rank 0's ``("success", value)`` or ``("error", traceback)``, if written."""
-        from nemo_run_k8s.bundle import read_outcome
+        from nemo_run_k8s.bundle.files import read_outcome
 
         output_dir = handle.get("output_dir")
         return read_outcome(Path(output_dir)) if output_dir else None
 
 
 _BACKENDS = {
-    "local": "nemo_run_k8s.executors.local:LocalExecutor",
-    "docker": "nemo_run_k8s.executors.docker_executor:DockerExecutor",
-    "k8s": "nemo_run_k8s.executors.k8s_executor:KubernetesExecutor",
+    "local": "nemo_run_k8s.executors.local.executor:LocalExecutor",
+    "docker": "nemo_run_k8s.executors.docker.executor:DockerExecutor",
+    "k8s": "nemo_run_k8s.executors.kubernetes.executor:KubernetesExecutor",
 }
 
 

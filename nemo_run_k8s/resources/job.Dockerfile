@@ -39,7 +39,7 @@ ENV PYTHONPATH=/workspace
 ARG NEMO_RUN_K8S_PYTHON=unknown
 LABEL app.kubernetes.io/managed-by=nemo-run-k8s \
       nemo-run-k8s.io/python=${NEMO_RUN_K8S_PYTHON}
-ENTRYPOINT ["python3", "-m", "nemo_run_k8s.entrypoint"]
+ENTRYPOINT ["python3", "-m", "nemo_run_k8s.runtime.entrypoint"]
 
 # 4. The user's code directory (empty without one; .dockerignore honoured), importable from
 #    /workspace. The environment's last step: a code change rebuilds this layer alone.

@@ -146,7 +146,7 @@ def test_unknown_job_id_is_a_clear_error(cli):
 def test_dryrun_starts_nothing(cli, tmp_path):
     proc = cli("dryrun", f"{FACTORIES}:experiment", "optimizer.lr=0.5")
     assert "optimizer.lr = 0.5" in proc.stdout
-    assert "nemo_run_k8s.entrypoint" in proc.stdout
+    assert "nemo_run_k8s.runtime.entrypoint" in proc.stdout
     assert json.loads(cli("list", "-o", "json").stdout) == []
 
 

@@ -51,6 +51,13 @@ def job_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         os.environ["NEMO_RUN_K8S_HOME"] = old
 
 
+@pytest.fixture(autouse=True)
+def home(job_home: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Docker tests share the session's home (its build caches) instead of one per test."""
+    monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(job_home))
+    return job_home
+
+
 @pytest.fixture(scope="session")
 def made_images(docker_client: Any, job_home: Any) -> Iterator[engine.ImageLedger]:
     """Images this session creates; removed at the end (those that existed before are kept)."""

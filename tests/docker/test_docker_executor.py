@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 import nemo_run_k8s as run
-from nemo_run_k8s import docker_spec
 from nemo_run_k8s.errors import InvalidOptionError, JobFailed
-from nemo_run_k8s.executors import docker_executor, host
+from nemo_run_k8s.executors import host
 from nemo_run_k8s.executors.base import JobState
+from nemo_run_k8s.executors.docker import executor as docker_executor
+from nemo_run_k8s.executors.docker import spec as docker_spec
 from nemo_run_k8s.labels import JOB_ID_LABEL
 from nemo_run_k8s.records import Records
 from tests.docker.engine import by_job_name, leftovers

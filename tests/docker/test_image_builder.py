@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 import nemo_run_k8s as run
-from nemo_run_k8s.bundle import make_bundle
+from nemo_run_k8s.bundle.files import make_bundle
 from nemo_run_k8s.errors import ImageBuildError
 from nemo_run_k8s.executors.base import JobState
-from nemo_run_k8s.image import ImageBuilder, ImageSpec, push_image
+from nemo_run_k8s.image.builder import ImageBuilder, ImageSpec, push_image
 from nemo_run_k8s.records import home
 from tests.docker.engine import build_test_base, leftovers
 

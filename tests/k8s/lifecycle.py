@@ -19,7 +19,7 @@ import cloudpickle
 from kubernetes.client import CoreV1Api, CustomObjectsApi  # noqa: F401  (import cost up front)
 
 from nemo_run_k8s.executors.base import JobSpec, JobState
-from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
+from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
 from tests.k8s.fake_apiserver import FakeApiServer, JobProgram
 
 FAKE_DIGEST_IMAGE = "127.0.0.1:5000/jobs@sha256:" + "c" * 64
@@ -38,7 +38,7 @@ EXPECTED_RULES = {
 
 @dataclasses.dataclass
 class FakeBundle:
-    """Stands in for nemo_run_k8s.bundle.Bundle: what the executor reads of a bundle."""
+    """Stands in for nemo_run_k8s.bundle.files.Bundle: what the executor reads of a bundle."""
 
     sha256: str
     manifest: dict[str, Any]

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from nemo_run_k8s import k8s_client
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
 from nemo_run_k8s.executors.base import JobSpec, JobState
-from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
+from nemo_run_k8s.executors.kubernetes import client as k8s_client
+from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
 from tests.k8s.fake_apiserver import FakeApiServer, JobProgram
 from tests.k8s.lifecycle import (
     EXPECTED_RULES,
@@ -335,8 +335,8 @@ def test_images_are_built_and_pushed_once_per_image(
 ) -> None:
     from types import SimpleNamespace
 
-    from nemo_run_k8s import image as job_image
-    from nemo_run_k8s.executors import k8s_executor
+    from nemo_run_k8s.executors.kubernetes import executor as k8s_executor
+    from nemo_run_k8s.image import builder as job_image
 
     calls: list[tuple[str, ...]] = []
 

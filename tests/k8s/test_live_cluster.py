@@ -20,7 +20,7 @@ import pytest
 
 from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors.base import JobSpec, JobState
-from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
+from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
 from tests.k8s.lifecycle import fake_bundle, outcome_line
 
 pytestmark = pytest.mark.k8s

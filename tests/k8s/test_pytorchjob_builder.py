@@ -20,10 +20,14 @@ import yaml
 
 from nemo_run_k8s.errors import InvalidOptionError
 from nemo_run_k8s.executors.base import JobSpec
-from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor
-from nemo_run_k8s.k8s_options import ConfigMapVolume, PVCVolume, SecretVolume
+from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
+from nemo_run_k8s.executors.kubernetes.manifest import (
+    check_pytorchjob,
+    job_name,
+    webhook_violations,
+)
+from nemo_run_k8s.executors.kubernetes.options import ConfigMapVolume, PVCVolume, SecretVolume
 from nemo_run_k8s.labels import is_dns1035_label
-from nemo_run_k8s.pytorchjob import check_pytorchjob, job_name, webhook_violations
 from tests.k8s.lifecycle import fake_bundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,7 +124,7 @@ def test_single_node_has_only_a_master_and_multi_node_has_workers() -> None:
     assert worker["command"] == [
         "python3",
         "-m",
-        "nemo_run_k8s.entrypoint",
+        "nemo_run_k8s.runtime.entrypoint",
         "/opt/nemo_run_k8s/bundles/" + "ab" * 32,
     ]
 
@@ -175,7 +179,7 @@ def test_plan_needs_no_cluster_and_does_not_import_kubernetes() -> None:
         "import sys; from pathlib import Path\n"
         "from types import SimpleNamespace\n"
         "from nemo_run_k8s.executors.base import JobSpec\n"
-        "from nemo_run_k8s.executors.k8s_executor import KubernetesExecutor\n"
+        "from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor\n"
         "ex = KubernetesExecutor(image_repo='r.example.com/j', kubeconfig='/nonexistent')\n"
         "b = SimpleNamespace(sha256='ab' * 32, manifest={}, path=Path('/tmp'))\n"
         "p = ex.plan(b, JobSpec('i1', 'n', Path('/tmp')))\n"

@@ -1,0 +1,498 @@
+"""DockerExecutor: one container per node on the local Docker engine.
+
+A job of ``num_nodes`` nodes runs as that many containers of the job image
+(built by :mod:`nemo_run_k8s.image.builder`) on a user-defined network of its own, so
+the containers find each other by name through Docker's DNS. Node 0 is the
+master. Each container gets the environment the Kubeflow training operator
+gives the pods of a PyTorchJob (``MASTER_ADDR``, ``MASTER_PORT``,
+``WORLD_SIZE``, ``RANK``, ``PET_NNODES``, ``PET_NODE_RANK``,
+``PET_NPROC_PER_NODE``, ...), so one image and one entrypoint run unchanged in
+both places.
+
+Who watches the job once ``submit`` has returned: a small supervisor process
+(``_docker_supervisor.py``), started detached from the submitter. It copies
+every container's output into ``<job dir>/logs`` (prefixed with node and
+rank), stops all nodes as soon as one fails, removes the containers when all
+have ended, and only then writes ``<job dir>/exit.json``; last it removes the
+job's network (Docker takes ~0.15 s for that, which a user waiting for the
+result does not wait for). So a final state means no container is left, the
+empty network goes a moment later (``cancel()`` returns once it has), and the
+logs and rank 0's result (``<job dir>/output``, bind-mounted into node 0) stay
+on the host. Should the supervisor die, the next ``state()`` call reads the
+containers from Docker and finishes the job itself.
+
+The pure half (option checks, per-node environment, container specs, the GPU
+refusal) lives in :mod:`nemo_run_k8s.executors.docker.spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from nemo_run_k8s.errors import SubmissionError
+from nemo_run_k8s.executors.base import (
+    Handle,
+    JobSpec,
+    JobState,
+    Plan,
+    Resources,
+    reject_unknown_options,
+)
+from nemo_run_k8s.executors.docker import spec as ds
+from nemo_run_k8s.executors.docker import supervisor as sup
+from nemo_run_k8s.executors.host import (
+    HostExecutor,
+    alive,
+    importable_env,
+    start_detached,
+    start_time,
+)
+from nemo_run_k8s.image.context import atomic_write
+from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
+
+_SUPERVISOR = str(Path(sup.__file__).resolve())
+_CANCEL_WAIT_SECONDS = 30.0
+
+
+@reject_unknown_options
+@dataclasses.dataclass
+class DockerExecutor(HostExecutor):
+    """Runs the job in local Docker containers, one per node.
+
+    Args:
+      num_nodes: containers to start; node 0 is the master.
+      gpus_per_node: GPUs given to each container (node i gets GPUs i*g ... i*g+g-1).
+      nproc_per_node: processes per container (default: ``gpus_per_node``, or 1
+        without GPUs); more than one starts them with torchrun.
+      base_image: the image the job image is built on (it needs python3 of the
+        same minor version as this client).
+      shm_size: size of /dev/shm in each container (e.g. ``"8g"``); PyTorch data
+        loaders and NCCL need more than Docker's 64 MB default.
+      env_vars: environment variables for every container (plain values).
+      secret_env_vars: environment variables passed to the containers at run
+        time only: never in the image, the labels, the bundle or the dry run.
+      volumes: bind mounts ``"HOST_PATH:CONTAINER_PATH[:ro]"``.
+      code_dir: a directory baked into the image at /workspace (importable);
+        modules under it are imported by reference instead of being pickled.
+      master_port: the port node 0 listens on for the rendezvous.
+    """
+
+    num_nodes: int = 1
+    gpus_per_node: int = 0
+    nproc_per_node: int | None = None
+    base_image: str = "nemo-run-k8s/cpu:local"
+    shm_size: str = "8g"
+    env_vars: dict[str, str] | None = None
+    secret_env_vars: dict[str, str] | None = None
+    volumes: list[str] | None = None
+    code_dir: str | None = None
+    master_port: int = 29500
+
+    kind = "docker"
+    poll_interval = 0.02  # a file read and /proc while the job runs: cheap to ask often
+
+    def __post_init__(self) -> None:
+        ds.check_int("num_nodes", self.num_nodes, 1)
+        ds.check_int("gpus_per_node", self.gpus_per_node, 0)
+        if self.nproc_per_node is not None:
+            ds.check_int("nproc_per_node", self.nproc_per_node, 1)
+        ds.check_int("master_port", self.master_port, 1)
+        if self.master_port > 65535:
+            raise ds.invalid("master_port", f"{self.master_port} is not a port (1-65535)")
+        if not isinstance(self.base_image, str) or not self.base_image.strip():
+            raise ds.invalid("base_image", "give an image name, e.g. 'nemo-run-k8s/cpu:local'")
+        self.shm_size = ds.checked_shm_size(self.shm_size)
+        self.env_vars = ds.checked_env("env_vars", self.env_vars)
+        self.secret_env_vars = ds.checked_env("secret_env_vars", self.secret_env_vars)
+        both = sorted(set(self.env_vars) & set(self.secret_env_vars))
+        if both:
+            raise ds.invalid("secret_env_vars", f"{both} also appear in env_vars; set each once")
+        self.volumes = [ds.checked_volume(v) for v in self.volumes or []]
+        if self.code_dir is not None:
+            self.code_dir = os.path.abspath(os.fspath(self.code_dir))
+
+    @property
+    def nproc(self) -> int:
+        if self.nproc_per_node is not None:
+            return self.nproc_per_node
+        return self.gpus_per_node or 1
+
+    def resources(self) -> Resources:
+        return Resources(self.num_nodes, self.nproc, self.gpus_per_node)
+
+    def __repr__(self) -> str:  # secret values never printed
+        fields = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "secret_env_vars" and value:
+                value = {k: ds.SECRET_MASK for k in value}
+            fields.append(f"{f.name}={value!r}")
+        return f"DockerExecutor({', '.join(fields)})"
+
+    # ------------------------------------------------------------------ checks
+
+    def preflight(self) -> None:
+        """Refuses what the engine cannot do before anything is created."""
+        from nemo_run_k8s.image.builder import docker_client
+
+        client = docker_client()
+        if self.gpus_per_node:
+            ds.check_gpus(client.info(), self.num_nodes, self.gpus_per_node, _host_gpu_count())
+        _check_base_image(client, self.base_image)
+        for volume in self.volumes or []:
+            host = volume.split(":", 1)[0]
+            if not os.path.exists(host):
+                raise ds.invalid("volumes", f"{host} does not exist on this host ({volume!r})")
+        if self.code_dir is not None and not os.path.isdir(self.code_dir):
+            raise ds.invalid("code_dir", f"{self.code_dir} is not a directory")
+
+    # ------------------------------------------------------------------ plan / launch
+
+    def plan(self, bundle: Any, job: JobSpec) -> Plan:
+        from nemo_run_k8s.image.builder import env_recipe, job_layer_recipe
+
+        network = ds.network_name(job.job_id)
+        labels = job_labels(job.job_id, job.name, job.experiment)
+        documents: list[dict[str, Any]] = [
+            {"kind": "network", "name": network, "driver": "bridge", "labels": labels}
+        ]
+        documents += [
+            ds.container_spec(self, bundle.image_path, job, node, network)
+            for node in range(self.num_nodes)
+        ]
+        return self._plan(
+            bundle,
+            job,
+            documents=documents,
+            details={
+                "base image": self.base_image,
+                "code_dir": self.code_dir or "(none)",
+                "job image": f"{ds.IMAGE_PLACEHOLDER} (environment image + bundle layer)",
+                "environment image recipe": env_recipe(),
+                "job layer recipe": job_layer_recipe(ds.ENV_IMAGE_PLACEHOLDER),
+            },
+        )
+
+    def launch(self, plan: Plan, bundle: Any, job: JobSpec) -> Handle:
+        """Builds the image, creates network and containers, starts them, hands over.
+
+        The supervisor starts first (a fork of this process, before the thread
+        pool exists; see ``_fork.py``) and waits for the go on a pipe; the
+        network is created while the image is built.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from nemo_run_k8s.image.builder import ImageBuilder, ImageSpec
+
+        builder = ImageBuilder()  # also checks that the engine answers
+        api = builder.client.api
+        for sub in ("output", "logs"):
+            (job.job_dir / sub).mkdir(parents=True, exist_ok=True)
+        network_doc, *containers = plan.documents
+        spec: dict[str, Any] = {"network_id": None, "nodes": []}
+        go_read, go_write = os.pipe()
+        try:
+            supervisor = _start_supervisor(job.job_dir, go_read)
+        except BaseException:
+            os.close(go_write)
+            raise
+        finally:
+            os.close(go_read)
+        pool = ThreadPoolExecutor(max_workers=max(2, len(containers)))
+        try:
+            network = pool.submit(_create_network, api, network_doc)
+            try:
+                if job.image:  # an experiment's shared image, already holding this bundle
+                    image_ref, env_ref = job.image, None
+                else:
+                    image = builder.build([bundle], ImageSpec(self.base_image, self.code_dir))
+                    image_ref, env_ref = image.ref, image.env_ref
+            finally:
+                spec["network_id"] = network.result()
+            env = [{**doc["env"], **(self.secret_env_vars or {})} for doc in containers]
+            created = pool.map(
+                _create_container,
+                [api] * len(containers),
+                containers,
+                [image_ref] * len(containers),
+                env,
+            )
+            spec["nodes"] = [
+                {"node": doc["node"], "id": cid, "nproc": self.nproc}
+                for doc, cid in zip(containers, created, strict=True)
+            ]
+            _start_all(api, [n["id"] for n in spec["nodes"]])
+            atomic_write(job.job_dir / sup.SPEC_FILE, json.dumps(spec, sort_keys=True))
+            os.write(go_write, sup.GO)
+        except BaseException:
+            # Ctrl-C or a refusal mid-launch: take down what exists, so nothing is left behind
+            # (after the pool's calls in flight have returned, so none creates more later).
+            # The supervisor gets no go and exits.
+            pool.shutdown(wait=True, cancel_futures=True)
+            _remove_partial(api, job.job_id, spec)
+            raise
+        finally:
+            os.close(go_write)
+            pool.shutdown(wait=True)
+        return {
+            "job_id": job.job_id,
+            "job_dir": str(job.job_dir),
+            "output_dir": str(job.job_dir / "output"),
+            "network": network_doc["name"],
+            "containers": [doc["name"] for doc in containers],
+            "image": image_ref,
+            "env_image": env_ref,
+            "supervisor": supervisor,
+            "log_files": [str(sup.log_file(job.job_dir, d["node"])) for d in containers],
+        }
+
+    # ------------------------------------------------------------------ by handle
+
+    @classmethod
+    def state(cls, handle: Handle) -> JobState:
+        job_dir = Path(handle["job_dir"])
+        final = _read_exit(job_dir)
+        if final is not None:
+            if not alive(handle["supervisor"]):
+                _remove_network_left(job_dir)
+            return JobState(final["state"])
+        if alive(handle["supervisor"]):
+            return JobState.RUNNING  # launch returns once every container has started
+        return _finish_unsupervised(handle)
+
+    @classmethod
+    def reason(cls, handle: Handle) -> str:
+        final = _read_exit(Path(handle["job_dir"]))
+        return str(final.get("reason", "")) if final else ""
+
+    @classmethod
+    def cancel(cls, handle: Handle) -> None:
+        if cls.state(handle).is_terminal:
+            return
+        job_dir = Path(handle["job_dir"])
+        (job_dir / sup.CANCEL_FILE).touch()
+        spec = sup.load_spec(job_dir)
+        sup.stop_all(_api(), [n["id"] for n in spec["nodes"]])
+        deadline = time.monotonic() + _CANCEL_WAIT_SECONDS
+        while _read_exit(job_dir) is None and time.monotonic() < deadline:
+            if not alive(handle["supervisor"]):
+                _finish_unsupervised(handle)
+                break
+            time.sleep(0.05)
+        if _read_exit(job_dir) is None:  # the supervisor is stuck: finish here
+            sup.remove_containers(_api(), spec)
+            sup.write_exit(job_dir, "CANCELLED", "cancelled", {})
+        while alive(handle["supervisor"]) and time.monotonic() < deadline:
+            time.sleep(0.02)  # it removes the network last
+        _remove_network_left(job_dir)
+
+
+def _remove_network_left(job_dir: Path) -> None:
+    """Removes a finished job's network if its supervisor ended before it could."""
+    if (job_dir / sup.NETWORK_REMOVED_FILE).exists():
+        return
+    try:
+        sup.remove_network(_api(), sup.load_spec(job_dir))
+    except Exception:  # no engine now, or no spec: the next look tries again
+        return
+    (job_dir / sup.NETWORK_REMOVED_FILE).touch()
+
+
+def _host_gpu_count() -> int | None:
+    """GPUs on this host per ``nvidia-smi -L``, or None when it cannot say."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def _check_base_image(client: Any, ref: str) -> None:
+    import docker.errors
+
+    try:
+        client.images.get(ref)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    try:
+        client.images.get_registry_data(ref)
+    except docker.errors.APIError as err:
+        raise ds.invalid(
+            "base_image",
+            f"{ref!r} is not present locally and cannot be pulled ({err.explanation}). Build "
+            "or load it first (images/build.sh cpu builds nemo-run-k8s/cpu:local), or pass "
+            "base_image= an image you have (`docker images`).",
+        ) from err
+
+
+# ---------------------------------------------------------------------- engine plumbing
+
+
+_CLIENT: list[Any] = []
+
+
+def _api() -> Any:
+    """The low-level docker API client, made (and checked) once per process."""
+    from nemo_run_k8s.image.builder import docker_client
+
+    if not _CLIENT:
+        _CLIENT.append(docker_client())
+    return _CLIENT[0].api
+
+
+def _create_network(api: Any, doc: dict[str, Any]) -> str:
+    import docker.errors
+
+    try:
+        return str(
+            api.create_network(doc["name"], driver=doc["driver"], labels=doc["labels"])["Id"]
+        )
+    except docker.errors.APIError as err:
+        raise SubmissionError(f"cannot create network {doc['name']}: {err.explanation}") from err
+
+
+def _create_container(api: Any, doc: dict[str, Any], image: str, env: dict[str, str]) -> str:
+    import docker.errors
+    import docker.types
+
+    mounts = [
+        docker.types.Mount(
+            m["target"], m["source"], type="bind", read_only=m.get("read_only", False)
+        )
+        for m in doc["mounts"]
+    ]
+    devices = []
+    if "gpus" in doc:
+        devices.append(
+            docker.types.DeviceRequest(
+                driver=doc["gpus"]["driver"],
+                device_ids=doc["gpus"]["device_ids"],
+                capabilities=[["gpu"]],
+            )
+        )
+    host_config = api.create_host_config(
+        mounts=mounts,
+        shm_size=doc["shm_size"],
+        device_requests=devices or None,
+        init=doc["init"],
+    )
+    endpoint = api.create_endpoint_config(aliases=[doc["name"]])
+    try:
+        return str(
+            api.create_container(
+                image,
+                command=doc["command"],
+                name=doc["name"],
+                hostname=doc["hostname"],
+                environment=env,
+                labels=doc["labels"],
+                user=doc.get("user"),
+                host_config=host_config,
+                networking_config=api.create_networking_config({doc["network"]: endpoint}),
+            )["Id"]
+        )
+    except docker.errors.APIError as err:
+        raise SubmissionError(f"cannot create container {doc['name']}: {err.explanation}") from err
+
+
+def _start_all(api: Any, ids: list[str]) -> None:
+    import docker.errors
+
+    errors: list[str] = []
+
+    def start(cid: str) -> None:
+        try:
+            api.start(cid)
+        except docker.errors.APIError as err:
+            errors.append(str(err.explanation))
+
+    sup._in_parallel(start, ids)
+    if errors:
+        raise SubmissionError(f"cannot start the job's containers: {errors[0]}")
+
+
+def _start_supervisor(job_dir: Path, go_read: int) -> dict[str, Any]:
+    """Starts the job's supervisor, detached; it reads the go from ``go_read``.
+
+    It keeps only ``go_read`` of the pipe (a fork closes inherited pipes; a new
+    interpreter gets only the descriptors passed), so the submitter's end closing,
+    or its death, ends the wait.
+    """
+    try:
+        pid, _ = start_detached(
+            lambda: sup.watch(job_dir, go_read),
+            [_SUPERVISOR, str(job_dir), str(go_read)],
+            stdout=str(job_dir / "supervisor.log"),
+            env=importable_env(os.environ),
+            keep_fds=(go_read,),
+        )
+    except OSError as err:
+        raise SubmissionError(f"cannot start the job's supervisor: {err}") from err
+    return {"pid": pid, "start_time": start_time(pid)}
+
+
+def _remove_partial(api: Any, job_id: str, spec: dict[str, Any]) -> None:
+    """Removes whatever a failed launch created: every container and network with its label."""
+    import docker.errors
+
+    label = {"label": f"{JOB_ID_LABEL}={job_id}"}
+    try:
+        nodes = [{"id": c["Id"]} for c in api.containers(all=True, filters=label)]
+        network_ids = [n["Id"] for n in api.networks(filters=label)]
+    except docker.errors.APIError:
+        return
+    for network_id in network_ids or [None]:
+        sup.remove_all(api, {"nodes": nodes, "network_id": network_id})
+        nodes = []
+
+
+def _read_exit(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads((job_dir / sup.EXIT_FILE).read_text()))
+    except FileNotFoundError:
+        return None
+
+
+def _finish_unsupervised(handle: Handle) -> JobState:
+    """Does the supervisor's work when it is gone: stop on failure, finish when all ended."""
+    import docker.errors
+
+    job_dir = Path(handle["job_dir"])
+    spec = sup.load_spec(job_dir)
+    api = _api()
+    codes: dict[int, int | None] = {}
+    running = []
+    for node in spec["nodes"]:
+        try:
+            status = api.inspect_container(node["id"])["State"]
+        except docker.errors.NotFound:
+            codes[node["node"]] = None
+            continue
+        if status["Status"] in ("running", "restarting", "paused"):
+            running.append(node["id"])
+        elif status["Status"] == "created":  # never started: it has no exit code
+            codes[node["node"]] = None
+        else:
+            codes[node["node"]] = int(status["ExitCode"])
+    if running:
+        if not any(code != 0 for code in codes.values()):
+            return JobState.RUNNING
+        sup.stop_all(api, running)
+        return _finish_unsupervised(handle)
+    for node in spec["nodes"]:
+        if codes[node["node"]] is not None:
+            sup.copy_logs(api, node, sup.log_file(job_dir, node["node"]), follow=False)
+    sup.finish(api, job_dir, spec, codes)
+    return JobState(_read_exit(job_dir)["state"])  # type: ignore[index]

@@ -1,0 +1,139 @@
+"""The pure half of the DockerExecutor: option checks and what ``docker run`` gets per node.
+
+No I/O and no docker import here: the dry run is built from these functions,
+and ``launch`` sends what they return (with the image and secret values filled in).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import Any
+
+from nemo_run_k8s.config.script import _check_env
+from nemo_run_k8s.errors import InvalidOptionError
+from nemo_run_k8s.executors.base import JobSpec, node_env
+from nemo_run_k8s.labels import LABEL_PREFIX, job_labels
+
+IMAGE_PLACEHOLDER = "nemo-run-k8s/job:<computed at build>"
+ENV_IMAGE_PLACEHOLDER = "nemo-run-k8s/env:<computed at build>"
+OUTPUT_MOUNT = "/nemo_run_k8s/output"
+NODE_LABEL = f"{LABEL_PREFIX}/node-rank"
+SECRET_MASK = "<secret: set at run time>"
+_RESERVED_ENV = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PYTHONUNBUFFERED"}
+_RESERVED_PREFIXES = ("PET_", "NEMO_RUN_K8S_", "TORCHELASTIC_")
+_SHM_SIZE = re.compile(r"^([0-9]+)\s*([bkmgBKMG]?)(?:i|iB|B)?$")  # 8g, 8G, 8Gi, 8GB
+
+
+# ---------------------------------------------------------------------- pure builders
+
+
+def network_name(job_id: str) -> str:
+    return f"{job_id}-net"
+
+
+def container_name(job_id: str, node: int) -> str:
+    return f"{job_id}-node-{node}"
+
+
+def container_spec(
+    executor: Any, bundle_path: str, job: JobSpec, node: int, network: str
+) -> dict[str, Any]:
+    """What ``docker run`` gets for one node (the image is filled in at launch)."""
+    name = container_name(job.job_id, node)
+    master = container_name(job.job_id, 0)
+    env = node_env(node, master, executor.master_port, executor.num_nodes, executor.nproc)
+    env.update(executor.env_vars or {})
+    env.update({key: SECRET_MASK for key in executor.secret_env_vars or {}})
+    command = [bundle_path]
+    mounts: list[dict[str, Any]] = []
+    if node == 0:  # rank 0 writes the outcome; the host reads it for job.result()
+        command += ["--output", OUTPUT_MOUNT]
+        mounts.append({"source": str(job.job_dir / "output"), "target": OUTPUT_MOUNT})
+    for volume in executor.volumes or []:
+        host, target, *mode = volume.split(":")
+        mounts.append({"source": host, "target": target, "read_only": mode == ["ro"]})
+    spec: dict[str, Any] = {
+        "kind": "container",
+        "node": node,
+        "name": name,
+        "image": IMAGE_PLACEHOLDER,
+        "command": command,
+        "hostname": name,
+        "network": network,
+        "labels": {**job_labels(job.job_id, job.name, job.experiment), NODE_LABEL: str(node)},
+        "env": env,
+        "mounts": mounts,
+        "shm_size": executor.shm_size,
+        # docker-init as PID 1 passes a stop's SIGTERM on: a process that is PID 1 itself
+        # ignores it until it has installed a handler, and the stop then waits its whole grace.
+        "init": True,
+    }
+    if os.getuid() != 0:  # files written to the host stay the submitting user's
+        spec["user"] = f"{os.getuid()}:{os.getgid()}"
+        env.setdefault("HOME", "/tmp")
+    if executor.gpus_per_node:
+        first = node * executor.gpus_per_node
+        ids = [str(i) for i in range(first, first + executor.gpus_per_node)]
+        spec["gpus"] = {"driver": "nvidia", "device_ids": ids}
+    return spec
+
+
+def check_gpus(info: dict[str, Any], num_nodes: int, per_node: int, host_gpus: int | None) -> None:
+    """Refuses a GPU request the engine cannot meet (Docker would fail only at start)."""
+    asked = f"DockerExecutor(num_nodes={num_nodes}, gpus_per_node={per_node})"
+    runtimes = sorted(info.get("Runtimes") or {})
+    if "nvidia" not in runtimes and shutil.which("nvidia-container-runtime-hook") is None:
+        raise InvalidOptionError(
+            f"{asked} asks for GPUs, but this Docker engine has no NVIDIA runtime (its "
+            f"runtimes: {', '.join(runtimes) or 'none'}). Install the NVIDIA Container Toolkit "
+            "and restart dockerd, or use gpus_per_node=0 to run on CPUs. Nothing was created."
+        )
+    needed = num_nodes * per_node
+    if host_gpus is not None and needed > host_gpus:
+        raise InvalidOptionError(
+            f"{asked} asks for {needed} GPUs, but this host has {host_gpus} (nvidia-smi -L). "
+            "Lower num_nodes or gpus_per_node. Nothing was created."
+        )
+
+
+# ---------------------------------------------------------------------- option checks
+
+
+def invalid(option: str, problem: str) -> InvalidOptionError:
+    return InvalidOptionError(f"DockerExecutor option {option}: {problem}")
+
+
+def check_int(option: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise invalid(option, f"expected an integer >= {minimum}, got {value!r}")
+
+
+def checked_env(option: str, env: Any) -> dict[str, str]:
+    try:
+        checked = _check_env(env or {})
+    except ValueError as err:
+        raise invalid(option, str(err)) from None
+    for key in checked:
+        if key in _RESERVED_ENV or key.startswith(_RESERVED_PREFIXES):
+            raise invalid(option, f"{key} is set by the executor for every node; remove it")
+    return checked
+
+
+def checked_volume(volume: Any) -> str:
+    parts = volume.split(":") if isinstance(volume, str) else []
+    if len(parts) not in (2, 3) or not all(parts[:2]) or parts[2:] not in ([], ["ro"], ["rw"]):
+        raise invalid("volumes", f"{volume!r} is not 'HOST_PATH:CONTAINER_PATH[:ro|rw]'")
+    host, target = parts[0], parts[1]
+    if not target.startswith("/"):
+        raise invalid("volumes", f"the container path in {volume!r} must be absolute")
+    return ":".join([os.path.abspath(os.path.expanduser(host)), target, *parts[2:]])
+
+
+def checked_shm_size(value: Any) -> str:
+    """``8g``, ``8G``, ``8Gi`` or ``8GB`` as Docker's ``8g``."""
+    size = _SHM_SIZE.match(str(value))
+    if size is None:
+        raise invalid("shm_size", f"{value!r} is not a size like '8g', '8Gi' or '512m'")
+    return size.group(1) + (size.group(2) or "").lower()

@@ -1,0 +1,239 @@
+"""Runs a job bundle: ``python -m nemo_run_k8s.runtime.entrypoint BUNDLE [--output DIR]``.
+
+The same entrypoint runs in a local process, a Docker container and a
+PyTorchJob pod:
+
+1. Checks the bundle (format, content hash, Python minor version) before
+   unpickling anything; a mismatch is a message, not an unpickling traceback.
+2. With several processes per node (``PET_NPROC_PER_NODE`` > 1) it starts
+   ``torch.distributed.run`` (torchrun), which runs this entrypoint once per
+   process. torchrun reads the environment the Kubeflow operator sets on
+   PyTorchJob pods (``MASTER_ADDR``, ``MASTER_PORT``, ``PET_NNODES``,
+   ``PET_NODE_RANK``, ``PET_NPROC_PER_NODE``); the Docker and local executors
+   set the same variables.
+3. Runs the task: a ``run.Partial`` is built and the partial called; a
+   ``run.Config`` is built and the built object is called (so a Config of a
+   callable class works); a ``run.Script`` runs with bash, ``env_vars`` in the
+   environment and ``args`` as argv.
+4. Rank 0 writes ``("success", value)`` or ``("error", traceback)``
+   atomically into ``--output DIR`` when given. With
+   ``NEMO_RUN_K8S_OUTCOME_IN_LOG=1`` it also prints the outcome as the last
+   stdout line (``NEMO_RUN_K8S_OUTCOME <base64>``), which is how results come
+   back from pods. Where ``/dev/termination-log`` exists (Kubernetes), a short
+   reason is written there on failure.
+
+Exit codes: 0 success; 1 the task raised or the script failed; 3 the bundle or
+the setup is wrong (nothing of the task ran); 143 stopped by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_TASK_FAILED = 1
+EXIT_SETUP_ERROR = 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+OUTCOME_MARKER = "NEMO_RUN_K8S_OUTCOME"
+_WORKER_ENV = "NEMO_RUN_K8S_WORKER"
+_TERMINATION_LOG = "/dev/termination-log"
+
+
+class _Terminated(BaseException):
+    """Raised in the task's thread when SIGTERM arrives (a cancel)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nemo_run_k8s.runtime.entrypoint")
+    parser.add_argument("bundle", type=Path, help="the bundle directory")
+    parser.add_argument("--output", type=Path, default=None, help="where rank 0 writes the outcome")
+    args = parser.parse_args(argv)
+
+    from nemo_run_k8s.bundle.files import Bundle
+    from nemo_run_k8s.errors import BundleError
+
+    try:
+        bundle = Bundle.open(args.bundle)
+        bundle.verify()
+    except BundleError as err:
+        return _setup_failed(str(err))
+
+    nproc = int(
+        os.environ.get("PET_NPROC_PER_NODE") or bundle.manifest["resources"]["nproc_per_node"]
+    )
+    if nproc > 1 and os.environ.get(_WORKER_ENV) != "1":
+        return _run_torchrun(args, nproc)
+    return _run_task(bundle, args.output)
+
+
+def _run_task(bundle: Any, output: Path | None) -> int:
+    """Runs the task of ``bundle`` (verified by the caller) and publishes rank 0's outcome."""
+    rank = int(os.environ.get("RANK", "0"))
+    # Logs are files or pipes, where Python would hold prints back until the job ends.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        task = bundle.unpickle_task()  # main() verified the bundle
+    except Exception:
+        return _setup_failed(f"cannot load the task:\n{traceback.format_exc()}")
+    try:
+        if bundle.manifest["task_kind"] == "script":
+            _run_script(task, bundle.path / "script.sh")
+            value = None
+        else:
+            value = _call_task(task)
+    except _Terminated:
+        print("nemo_run_k8s: stopped by SIGTERM", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
+    except BaseException as err:
+        tb = _user_traceback(err)
+        print(tb, file=sys.stderr, end="", flush=True)
+        if rank == 0:
+            _publish(output, "error", tb)
+        _write_termination_log(tb)
+        return EXIT_TASK_FAILED
+    if rank == 0:
+        _publish(output, "success", value)
+    return EXIT_OK
+
+
+def _call_task(task: Any) -> Any:
+    import fiddle as fdl
+
+    built = fdl.build(task)
+    if not callable(built):
+        raise TypeError(
+            f"run.Config built a {type(built).__name__}, which is not callable: use "
+            "run.Partial for a function to call, or a Config of a class with __call__"
+        )
+    return built()
+
+
+def _user_traceback(err: BaseException) -> str:
+    """The traceback without this module's own frames, which only add noise."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(err), err, tb))
+
+
+def _run_script(script: Any, script_file: Path) -> None:
+    # Python programs the script starts print as they go, unless the script says otherwise.
+    env = {"PYTHONUNBUFFERED": "1", **os.environ, **script.env_vars}
+    with tempfile.TemporaryDirectory() as tmp:
+        # The script runs from a private copy: a bundle may live on a read-only layer.
+        path = Path(tmp) / script.name
+        path.write_bytes(script_file.read_bytes())
+        # Its own process group, so a stop reaches the programs the script started too.
+        proc = subprocess.Popen(script.command(str(path)), env=env, start_new_session=True)
+        try:
+            returncode = proc.wait()
+        except BaseException:  # SIGTERM (a cancel) or Ctrl-C
+            _stop_group(proc)
+            raise
+    if returncode != 0:
+        raise RuntimeError(f"script {script.name} exited with code {returncode}")
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> None:
+    """SIGTERM to the script's process group; SIGKILL to what is left after the grace time."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _run_torchrun(args: argparse.Namespace, nproc: int) -> int:
+    """Starts one entrypoint per process through torchrun, with the operator's env."""
+    env = os.environ
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={env.get('PET_NNODES', '1')}",
+        f"--nproc-per-node={nproc}",
+        f"--node-rank={env.get('PET_NODE_RANK', '0')}",
+        f"--master-addr={env.get('MASTER_ADDR', '127.0.0.1')}",
+        f"--master-port={env.get('MASTER_PORT', '29500')}",
+        "-m",
+        "nemo_run_k8s.runtime.entrypoint",
+        str(args.bundle),
+    ]
+    if args.output is not None:
+        command += ["--output", str(args.output)]
+    try:
+        proc = subprocess.Popen(command, env={**env, _WORKER_ENV: "1"})
+    except OSError as err:
+        return _setup_failed(f"cannot start torchrun: {err}")
+    signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
+    returncode = proc.wait()
+    if returncode == 0:
+        return EXIT_OK
+    if returncode < 0 or returncode == EXIT_TERMINATED:
+        return EXIT_TERMINATED
+    _write_termination_log(f"torchrun exited with code {returncode}")
+    return EXIT_TASK_FAILED
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _publish(output: Path | None, status: str, value: Any) -> None:
+    from nemo_run_k8s.bundle.files import write_outcome
+
+    if output is not None:
+        write_outcome(output, status, value)
+    if os.environ.get("NEMO_RUN_K8S_OUTCOME_IN_LOG") == "1":
+        import cloudpickle
+
+        try:
+            data = cloudpickle.dumps((status, value))
+        except Exception as err:
+            data = cloudpickle.dumps(("error", f"result cannot be pickled: {err}"))
+        print(f"{OUTCOME_MARKER} {base64.b64encode(data).decode()}", flush=True)
+
+
+def _setup_failed(message: str) -> int:
+    print(f"nemo_run_k8s: {message}", file=sys.stderr, flush=True)
+    _write_termination_log(message)
+    return EXIT_SETUP_ERROR
+
+
+def _write_termination_log(message: str) -> None:
+    path = os.environ.get("NEMO_RUN_K8S_TERMINATION_LOG", _TERMINATION_LOG)
+    if not os.path.exists(path):
+        return
+    data = message.encode(errors="replace")
+    if len(data) > 4000:  # Kubernetes keeps at most 4096 bytes; keep the end (the error)
+        data = b"..." + data[-3997:]
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

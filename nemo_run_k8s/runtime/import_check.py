@@ -1,0 +1,59 @@
+"""Checks inside a job image that a bundle can run.
+
+``python -m nemo_run_k8s.runtime.import_check BUNDLE``
+
+Prints one JSON line, ``{"ok": bool, "python": "3.11.2", "problems": [...]}``:
+the bundle's format, hash and Python minor version, then every module the task
+imports by reference and the task itself (unpickled, which imports every
+target). Nothing of the task runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import shutil
+import sys
+
+
+def check(bundle_path: str) -> list[str]:
+    from nemo_run_k8s.bundle.files import Bundle
+    from nemo_run_k8s.errors import BundleError
+
+    try:
+        bundle = Bundle.open(bundle_path)
+        bundle.verify()
+    except BundleError as err:
+        return [str(err)]
+    problems = []
+    for module, targets in bundle.manifest.get("imports", {}).items():
+        try:
+            importlib.import_module(module)
+        except Exception as err:
+            problems.append(
+                f"{', '.join(f'{module}.{t}' for t in targets)}: cannot import module "
+                f"{module!r} in the image ({type(err).__name__}: {err}). Bake your code into "
+                "the image with code_dir=..., or install the package into the base image."
+            )
+    if problems:
+        return problems
+    try:
+        bundle.unpickle_task()  # verified above
+    except Exception as err:
+        return [f"the task cannot be loaded in the image: {type(err).__name__}: {err}"]
+    if bundle.manifest["task_kind"] == "script" and shutil.which("bash") is None:
+        return ["the task is a run.Script but the image has no bash on PATH"]
+    return []
+
+
+def main() -> int:
+    problems = check(sys.argv[1])
+    print(
+        json.dumps({"ok": not problems, "python": platform.python_version(), "problems": problems})
+    )
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
