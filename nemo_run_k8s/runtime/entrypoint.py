@@ -167,15 +167,17 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> No
 def _run_torchrun(args: argparse.Namespace, nproc: int) -> int:
     """Starts one entrypoint per process through torchrun, with the operator's env."""
     env = os.environ
+    # The underscore spellings: torch 1.13 (Debian's python3-torch) knows only these; 2.x
+    # accepts both.
     command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         f"--nnodes={env.get('PET_NNODES', '1')}",
-        f"--nproc-per-node={nproc}",
-        f"--node-rank={env.get('PET_NODE_RANK', '0')}",
-        f"--master-addr={env.get('MASTER_ADDR', '127.0.0.1')}",
-        f"--master-port={env.get('MASTER_PORT', '29500')}",
+        f"--nproc_per_node={nproc}",
+        f"--node_rank={env.get('PET_NODE_RANK', '0')}",
+        f"--master_addr={env.get('MASTER_ADDR', '127.0.0.1')}",
+        f"--master_port={env.get('MASTER_PORT', '29500')}",
         "-m",
         "nemo_run_k8s.runtime.entrypoint",
         str(args.bundle),
