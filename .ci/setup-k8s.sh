@@ -144,11 +144,22 @@ need_root "running a Kubernetes cluster"
 
 # --- quick path: everything already up -----------------------------------------------------------
 
+command -v go >/dev/null || die "Go is needed to build the cluster's components (see .ci/k8s/)"
+K8S_BIN=$(bash "$HERE/k8s/build.sh" --bindir kubernetes)
+ETCD_BIN=$(bash "$HERE/k8s/build.sh" --bindir etcd)
+COREDNS_BIN=$(bash "$HERE/k8s/build.sh" --bindir coredns)
+OPERATOR_BIN=$(bash "$HERE/k8s/build.sh" --bindir operator)
+IMAGES_BIN=$(bash "$HERE/k8s/build.sh" --bindir images)
+IMAGES_TAG=${IMAGES_BIN##*-}
+# What the running cluster was started from: another set of binaries means a restart.
+RECIPE="$K8S_BIN $ETCD_BIN $COREDNS_BIN $OPERATOR_BIN $IMAGES_BIN"
+
 # healthy: every daemon lives and the API server says the node is Ready and the operator answers.
 healthy() {
     local name
     for name in "${DAEMONS[@]}"; do running "$name" || return 1; done
     [[ -f $STATE/admin.conf ]] || return 1
+    [[ -f $RUN/recipe && $(<"$RUN/recipe") == "$RECIPE" ]] || return 1
     curl -sf --max-time 2 http://127.0.0.1:18081/readyz >/dev/null || return 1
     curl -sf --max-time 2 http://127.0.0.1:18092/ready >/dev/null || return 1
     KUBECONFIG=$STATE/admin.conf kubectl get node "$NODE_NAME" \
@@ -169,14 +180,7 @@ fi
 # --- packages and binaries ---------------------------------------------------------------------
 
 apt_install containerd runc containernetworking-plugins iptables iproute2 openssl curl
-command -v go >/dev/null || die "Go is needed to build the cluster's components (see .ci/k8s/)"
 bash "$HERE/k8s/build.sh" || die "building the cluster's components failed"
-K8S_BIN=$(bash "$HERE/k8s/build.sh" --bindir kubernetes)
-ETCD_BIN=$(bash "$HERE/k8s/build.sh" --bindir etcd)
-COREDNS_BIN=$(bash "$HERE/k8s/build.sh" --bindir coredns)
-OPERATOR_BIN=$(bash "$HERE/k8s/build.sh" --bindir operator)
-IMAGES_BIN=$(bash "$HERE/k8s/build.sh" --bindir images)
-IMAGES_TAG=${IMAGES_BIN##*-}
 
 # A partly running cluster (a daemon died, or a new session after the old one's processes
 # ended) is restarted from scratch: old pods and objects would only confuse the tests.
@@ -479,12 +483,15 @@ metadata: {name: training-operator, namespace: $OPERATOR_NS}
 spec:
   ports: [{name: webhook, port: 443, targetPort: 9443}]
 ---
-apiVersion: v1
-kind: Endpoints
-metadata: {name: training-operator, namespace: $OPERATOR_NS}
-subsets:
-- addresses: [{ip: $NODE_IP}]
-  ports: [{name: webhook, port: 9443}]
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: training-operator-host
+  namespace: $OPERATOR_NS
+  labels: {kubernetes.io/service-name: training-operator, endpointslice.kubernetes.io/managed-by: nemo-run-k8s-ci}
+addressType: IPv4
+endpoints: [{addresses: [$NODE_IP]}]
+ports: [{name: webhook, port: 9443, protocol: TCP}]
 ---
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
@@ -517,12 +524,29 @@ cat >"$STATE/operator/init-container.yaml" <<'EOF'
       memory: 10Mi
   command: ['/wait-for-dns', '{{.MasterAddr}}', '{{.MaxTries}}']
 EOF
+# In a cluster the kubelet mounts the webhook's cert Secret into the operator's pod, and its cert
+# rotator waits for the files: out of cluster, write them here once the rotator filled the Secret.
+WEBHOOK_CERTS=/tmp/k8s-webhook-server/serving-certs
+rm -rf "$WEBHOOK_CERTS"
 start training-operator env KUBECONFIG="$STATE/admin.conf" MY_POD_NAMESPACE="$OPERATOR_NS" \
     "$OPERATOR_BIN/training-operator" --enable-scheme=pytorchjob \
     --pytorch-init-container-image="$INIT_IMAGE:$IMAGES_TAG" \
     --pytorch-init-container-template-file="$STATE/operator/init-container.yaml" \
     --metrics-bind-address=127.0.0.1:18080 --health-probe-bind-address=127.0.0.1:18081 \
     --webhook-server-port=9443
+
+webhook_secret_filled() {
+    local key data
+    mkdir -p "$WEBHOOK_CERTS"
+    for key in tls.crt tls.key ca.crt; do
+        data=$(kubectl get secret -n "$OPERATOR_NS" training-operator-webhook-cert \
+            -o jsonpath="{.data.${key//./\\.}}")
+        [[ -n $data ]] || return 1
+        base64 -d <<<"$data" >"$WEBHOOK_CERTS/$key.new"
+    done
+    for key in tls.crt tls.key ca.crt; do mv "$WEBHOOK_CERTS/$key.new" "$WEBHOOK_CERTS/$key"; done
+}
+wait_for training-operator "the operator's webhook certificate" webhook_secret_filled
 
 # --- wait until it all answers ---------------------------------------------------------------
 
@@ -552,4 +576,5 @@ EOF
 wait_for training-operator "the operator's webhook answers the API server" webhook_answers
 wait_for kube-controller-manager "the default ServiceAccount exists" \
     kubectl get serviceaccount default -n default
+echo "$RECIPE" >"$RUN/recipe"
 echo "$STATE/admin.conf"

@@ -14,11 +14,11 @@ LDFLAGS="-s -w"
 
 key() {
     case "$1" in
-    kubernetes) echo "kubernetes-$K8S_VERSION-$GOV" ;;
+    kubernetes) echo "kubernetes-$K8S_VERSION-$GOV-r2" ;;
     etcd) echo "etcd-$ETCD_VERSION-$GOV" ;;
     coredns) echo "coredns-$COREDNS_VERSION-$GOV-$(sha256sum "$HERE/coredns/main.go" | cut -c1-12)" ;;
     operator) echo "training-operator-$TRAINING_OPERATOR_VERSION-$GOV" ;;
-    images) echo "images-$GOV-$(cat "$HERE"/images/*.go | sha256sum | cut -c1-12)" ;;
+    images) echo "images-$GOV-$(cat "$HERE"/images/go.mod "$HERE"/images/*/main.go | sha256sum | cut -c1-12)" ;;
     esac
 }
 
@@ -40,7 +40,14 @@ build_one() {
         case "$c" in
         kubernetes)
             cd "$HERE"
-            go build -trimpath -ldflags="$LDFLAGS" -o "$tmp/" \
+            # What the Kubernetes build stamps in (hack/lib/version.sh); without it the
+            # components call themselves v0.0.0-master and version checks (helm's) misfire.
+            local v=k8s.io/component-base/version minor=${K8S_VERSION#v1.}
+            minor=${minor%%.*}
+            local stamp="-X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor"
+            stamp+=" -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
+            stamp+=" -X ${v/component-base/client-go/pkg}.gitVersion=$K8S_VERSION"
+            go build -trimpath -ldflags="$LDFLAGS $stamp" -o "$tmp/" \
                 k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
                 k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet
             ;;
