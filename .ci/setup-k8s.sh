@@ -152,7 +152,7 @@ OPERATOR_BIN=$(bash "$HERE/k8s/build.sh" --bindir operator)
 IMAGES_BIN=$(bash "$HERE/k8s/build.sh" --bindir images)
 IMAGES_TAG=${IMAGES_BIN##*-}
 # What the running cluster was started from: another set of binaries means a restart.
-RECIPE="$K8S_BIN $ETCD_BIN $COREDNS_BIN $OPERATOR_BIN $IMAGES_BIN"
+RECIPE="$K8S_BIN $ETCD_BIN $COREDNS_BIN $OPERATOR_BIN $IMAGES_BIN $(sha256sum <"${BASH_SOURCE[0]}")"
 
 # healthy: every daemon lives and the API server says the node is Ready and the operator answers.
 healthy() {
@@ -359,7 +359,10 @@ oom_score = 0
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
-  restrict_oom_score_adj = false
+  # This VM withholds CAP_SYS_RESOURCE even from root, so no process may lower its oom_score_adj
+  # (the CRI's -998 for sandboxes, kubelet's -997 for Guaranteed pods): runc then fails with
+  # "failed to update /proc/self/oom_score_adj: Permission denied". Clamp at containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -432,6 +435,7 @@ clusterDomain: cluster.local
 resolvConf: $STATE/resolv.conf
 podLogsDir: $STATE/pod-logs
 failSwapOn: false
+oomScoreAdj: 0
 serializeImagePulls: false
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
