@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 
@@ -15,7 +16,10 @@ def allreduce_rank() -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     total = torch.tensor([float(rank)])
     dist.all_reduce(total)
-    print(f"all_reduce rank={rank} sum={int(total.item())} world={world}", flush=True)
+    # One write per line: two ranks of a node share the pod's stdout, and print() writes the
+    # text and the newline separately, which interleaves them.
+    sys.stdout.write(f"all_reduce rank={rank} sum={int(total.item())} world={world}\n")
+    sys.stdout.flush()
     dist.destroy_process_group()
     return int(total.item())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -42,7 +43,7 @@ def test_missing_image_fails_naming_the_pull_error(
             return missing  # as if the image was deleted from the registry after the push
 
     base = executor()
-    ex = MissingImage(**{f: getattr(base, f) for f in base.__dataclass_fields__})
+    ex = MissingImage(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)})
     started = time.monotonic()
     job = run.submit(run.Partial(tasks.square, x=2), ex, name="no-image")
     state = job.wait(timeout=180)
