@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackendError",
     "BundleError",
     "Config",
     "ConfigError",
@@ -55,10 +56,11 @@ __all__ = [
 _LAZY = {
     "Config": "nemo_run_k8s.config.buildables",
     "Partial": "nemo_run_k8s.config.buildables",
-    "autoconvert": "nemo_run_k8s.config.buildables",
+    "autoconvert": "nemo_run_k8s.config.autoconvert",
     "Script": "nemo_run_k8s.config.script",
     "to_yaml": "nemo_run_k8s.config.yaml_io",
     "from_yaml": "nemo_run_k8s.config.yaml_io",
+    "BackendError": "nemo_run_k8s.errors",
     "BundleError": "nemo_run_k8s.errors",
     "ConfigError": "nemo_run_k8s.errors",
     "ImageBuildError": "nemo_run_k8s.errors",
@@ -68,7 +70,7 @@ _LAZY = {
     "NemoRunError": "nemo_run_k8s.errors",
     "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
-    "JobState": "nemo_run_k8s.executors.base",
+    "JobState": "nemo_run_k8s.spec",
     "submit": "nemo_run_k8s.api",
     "run": "nemo_run_k8s.api",
     "dryrun": "nemo_run_k8s.api",
@@ -102,10 +104,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from nemo_run_k8s.api import dryrun, run, submit
-    from nemo_run_k8s.config.buildables import Config, Partial, autoconvert
+    from nemo_run_k8s.config.autoconvert import autoconvert
+    from nemo_run_k8s.config.buildables import Config, Partial
     from nemo_run_k8s.config.script import Script
     from nemo_run_k8s.config.yaml_io import from_yaml, to_yaml
     from nemo_run_k8s.errors import (
+        BackendError,
         BundleError,
         ConfigError,
         ImageBuildError,
@@ -115,7 +119,6 @@ if TYPE_CHECKING:
         NemoRunError,
         SubmissionError,
     )
-    from nemo_run_k8s.executors.base import JobState
     from nemo_run_k8s.executors.docker.executor import DockerExecutor
     from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
     from nemo_run_k8s.executors.kubernetes.options import ConfigMapVolume, PVCVolume, SecretVolume
@@ -124,3 +127,4 @@ if TYPE_CHECKING:
     from nemo_run_k8s.image.builder import JobImage, build_image
     from nemo_run_k8s.image.push import push_image
     from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.spec import JobState

@@ -6,19 +6,24 @@ object ``submit`` launches.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.bundle.files import Bundle, check_callable, make_bundle, task_kind
-from nemo_run_k8s.errors import JobFailed
-from nemo_run_k8s.executors.base import Executor, JobSpec, JobState, Plan
+from nemo_run_k8s.bundle.files import Bundle, make_bundle
+from nemo_run_k8s.bundle.tasks import check_callable, task_kind
+from nemo_run_k8s.errors import BackendError, JobFailed, SubmissionError
+from nemo_run_k8s.executors.base import Executor, backend_class
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.labels import dns1035_name
+from nemo_run_k8s.paths import JobPaths
 from nemo_run_k8s.records import JobRecord, Records
+from nemo_run_k8s.spec import JobIdentity, JobState, Plan
 
 
 def submit(
@@ -33,16 +38,28 @@ def submit(
     ``executor`` defaults to ``run.LocalExecutor()``. Nothing starts when the
     task cannot be bundled or the executor's request cannot be met.
     """
-    executor = executor or _default_executor()
+    executor = executor or default_executor()
     records = Records()
     job, bundle = prepare(task, executor, name, experiment, records.job_dir)
     plan = executor.plan(bundle, job)
-    executor.preflight()
+    with refused_as_submission():
+        executor.check_backend()
     return launch_prepared(executor, job, bundle, plan, records)
 
 
+@contextlib.contextmanager
+def refused_as_submission() -> Iterator[None]:
+    """A backend's refusal while a job is being started is a :class:`SubmissionError`."""
+    try:
+        yield
+    except SubmissionError:
+        raise
+    except BackendError as err:
+        raise SubmissionError(str(err)) from err
+
+
 def launch_prepared(
-    executor: Executor, job: JobSpec, bundle: Bundle, plan: Plan, records: Records
+    executor: Executor, job: JobIdentity, bundle: Bundle, plan: Plan, records: Records
 ) -> Job:
     """Records the job, then launches its plan. The record exists before anything starts."""
     experiment = job.experiment
@@ -60,7 +77,8 @@ def launch_prepared(
     )
     records.add(record)
     try:
-        handle = executor.launch(plan, bundle, job)
+        with refused_as_submission():
+            handle = executor.launch(plan, bundle, job)
     except BaseException as err:  # Ctrl-C included: the record says what happened
         reason = "interrupted during submit" if isinstance(err, KeyboardInterrupt) else str(err)
         records.update(job.job_id, state=JobState.FAILED.value, message=reason)
@@ -94,7 +112,7 @@ def dryrun(task: Any, executor: Executor | None = None, name: str | None = None)
 
     Needs no Docker daemon and no cluster. ``print()`` it to read the plan.
     """
-    executor = executor or _default_executor()
+    executor = executor or default_executor()
     tmp = Path(tempfile.mkdtemp(prefix="nemo-run-k8s-dryrun-"))
     try:
         job, bundle = prepare(task, executor, name, None, lambda job_id: tmp / job_id)
@@ -106,14 +124,17 @@ def dryrun(task: Any, executor: Executor | None = None, name: str | None = None)
 
 def prepare(
     task: Any, executor: Executor, name: str | None, experiment: str | None, job_dir: Any
-) -> tuple[JobSpec, Bundle]:
+) -> tuple[JobIdentity, Bundle]:
     """Validates and bundles a task (no backend I/O); the executor plans it next."""
     task_kind(task)
     check_callable(task)
     name = name or _default_name(task)
     job_id = new_job_id(name)
-    job = JobSpec(job_id=job_id, name=name, job_dir=Path(job_dir(job_id)), experiment=experiment)
-    bundle = make_bundle(task, job.job_dir / "bundle", executor.resources(), _code_dirs(executor))
+    job = JobIdentity(
+        job_id=job_id, name=name, job_dir=Path(job_dir(job_id)), experiment=experiment
+    )
+    bundle_dir = JobPaths(job.job_dir).bundle
+    bundle = make_bundle(task, bundle_dir, executor.resources(), executor.code_dirs())
     return job, bundle
 
 
@@ -131,15 +152,8 @@ def _default_name(task: Any) -> str:
     return getattr(fn, "__name__", "job")
 
 
-def _code_dirs(executor: Executor) -> tuple[str, ...]:
-    code_dir = getattr(executor, "code_dir", None)
-    return (str(code_dir),) if code_dir else ()
-
-
-def _default_executor() -> Executor:
-    from nemo_run_k8s.executors.local.executor import LocalExecutor
-
-    return LocalExecutor()
+def default_executor() -> Executor:
+    return backend_class("local")()
 
 
 __all__ = ["JobFailed", "dryrun", "run", "submit"]

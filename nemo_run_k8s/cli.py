@@ -277,8 +277,10 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from nemo_run_k8s.paths import JobPaths
+
     job = _job(args.job_id)
-    bundle_dir = Path(job.record.job_dir) / "bundle"
+    bundle_dir = JobPaths(Path(job.record.job_dir)).bundle
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     if args.format == "manifest":
         print(json.dumps(manifest, indent=2))

@@ -28,8 +28,12 @@ class ImageBuildError(NemoRunError):
     """A job image could not be built, checked or pushed."""
 
 
-class SubmissionError(NemoRunError):
-    """A backend refused or failed to start a job."""
+class BackendError(NemoRunError):
+    """The Docker engine or the Kubernetes API server refused or failed an operation."""
+
+
+class SubmissionError(BackendError):
+    """A backend refused or failed to start a job: nothing of it runs."""
 
 
 class JobNotFoundError(NemoRunError, LookupError):

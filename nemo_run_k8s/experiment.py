@@ -19,11 +19,19 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from nemo_run_k8s.api import launch_prepared, new_job_id, prepare
-from nemo_run_k8s.errors import ConfigError
-from nemo_run_k8s.executors.base import Executor, JobState, Plan
+from nemo_run_k8s.api import (
+    default_executor,
+    launch_prepared,
+    new_job_id,
+    prepare,
+    refused_as_submission,
+)
+from nemo_run_k8s.config.paths import check_path, set_path
+from nemo_run_k8s.errors import ConfigError, JobNotFoundError
+from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.records import Records
+from nemo_run_k8s.spec import JobState, Plan
 from nemo_run_k8s.tables import format_table
 
 
@@ -55,7 +63,10 @@ class Experiment:
         records = Records()
         found = records.list(experiment=experiment_id)
         if not found:
-            raise ConfigError(f"no jobs recorded for experiment {experiment_id!r}")
+            raise JobNotFoundError(
+                f"no jobs recorded for experiment {experiment_id!r} in {records.root}; "
+                "`nemo-run-k8s list` shows the recorded jobs and their experiments"
+            )
         exp = cls(found[0].experiment or experiment_id)
         exp.id = experiment_id
         for record in reversed(found):
@@ -66,11 +77,7 @@ class Experiment:
         """Adds a task; returns its name in the experiment (unique)."""
         if self._jobs:
             raise ConfigError(f"experiment {self.name!r} was already launched; start a new one")
-        executor = executor or self.executor
-        if executor is None:
-            from nemo_run_k8s.executors.local.executor import LocalExecutor
-
-            executor = LocalExecutor()
+        executor = executor or self.executor or default_executor()
         name = name or f"{self.name}-{len(self._entries)}"
         if any(e.name == name for e in self._entries):
             raise ConfigError(f"experiment {self.name!r} already has a task named {name!r}")
@@ -101,7 +108,8 @@ class Experiment:
             for e in self._entries
         ]
         for executor in {id(e.executor): e.executor for e in self._entries}.values():
-            executor.preflight()  # once per executor: a sweep shares one
+            with refused_as_submission():
+                executor.check_backend()  # once per executor: a sweep shares one
         images = self._shared_images([(e.executor, bundle) for e, _, bundle in prepared])
         for entry, job, bundle in prepared:
             key = _image_key(entry.executor)
@@ -163,10 +171,7 @@ class Experiment:
 
 def _image_key(executor: Executor) -> Any:
     """Jobs with equal keys can share one job image; None for executors without images."""
-    if executor.kind == "local":
-        return None
-    code_dir = getattr(executor, "code_dir", None)
-    return (getattr(executor, "base_image", None), str(code_dir) if code_dir else None)
+    return executor.image_spec()
 
 
 def sweep(
@@ -197,44 +202,3 @@ def sweep(
         label = "-".join(f"{p.rsplit('.', 1)[-1]}={v}" for p, v in zip(paths, combo, strict=True))
         exp.add(point, name=f"{base}-{label}")
     return exp
-
-
-def check_path(cfg: Any, path: str) -> None:
-    """Raises ConfigError unless ``path`` names a parameter of a node in ``cfg``."""
-    node, attr = _parent(cfg, path)
-    from nemo_run_k8s.config.buildables import _parameters
-
-    params = _parameters(node.__fn_or_cls__)
-    if attr not in params and attr not in node.__arguments__:
-        prefix = path.rpartition(".")[0]
-        valid = ", ".join(f"{prefix + '.' if prefix else ''}{p}" for p in params)
-        raise ConfigError(f"{path}: {_target(node)} has no parameter {attr!r}. Valid: {valid}")
-
-
-def set_path(cfg: Any, path: str, value: Any) -> None:
-    node, attr = _parent(cfg, path)
-    setattr(node, attr, value)
-
-
-def _parent(cfg: Any, path: str) -> tuple[Any, str]:
-    import fiddle as fdl
-
-    *parents, attr = path.split(".")
-    node = cfg
-    walked = []
-    for part in parents:
-        walked.append(part)
-        child = node.__arguments__.get(part) if isinstance(node, fdl.Buildable) else None
-        if not isinstance(child, fdl.Buildable):
-            here = ".".join(walked[:-1]) or "<root>"
-            subs = [k for k, v in node.__arguments__.items() if isinstance(v, fdl.Buildable)]
-            raise ConfigError(
-                f"{path}: {'.'.join(walked)} is not a config node. Config nodes under {here}: "
-                f"{', '.join(subs) or '(none)'}"
-            )
-        node = child
-    return node, attr
-
-
-def _target(node: Any) -> str:
-    return getattr(node.__fn_or_cls__, "__qualname__", repr(node.__fn_or_cls__))

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from nemo_run_k8s.errors import JobFailed
-from nemo_run_k8s.executors.base import Executor, JobState, backend_class
+from nemo_run_k8s.executors.base import Executor, backend_class
 from nemo_run_k8s.records import JobRecord, Records
+from nemo_run_k8s.spec import JobState
 
 _POLL_START = 0.01
 

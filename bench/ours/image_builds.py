@@ -21,7 +21,7 @@ from pathlib import Path
 from codedirs import change_one_file
 
 import nemo_run_k8s as run
-from nemo_run_k8s.executors.base import Resources
+from nemo_run_k8s.spec import Resources
 
 
 @dataclasses.dataclass

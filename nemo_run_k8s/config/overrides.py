@@ -22,9 +22,9 @@ from typing import Any
 import fiddle as fdl
 
 from nemo_run_k8s.config.buildables import Config, Partial
+from nemo_run_k8s.config.paths import check_path, node_at, set_path
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import ConfigError
-from nemo_run_k8s.experiment import check_path, set_path
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -88,17 +88,10 @@ def apply_overrides(task: Any, overrides: Sequence[str]) -> None:
         if not sep or not path:
             raise ConfigError(f"override {item!r}: expected path.to.param=value")
         check_path(task, path)
-        node = _node(task, path)
+        node = node_at(task, path)
         param = path.rsplit(".", 1)[-1]
         hint = _hints(node.__fn_or_cls__).get(param, inspect.Parameter.empty)
         set_path(task, path, parse_typed(raw, hint, path))
-
-
-def _node(task: Any, path: str) -> Any:
-    node = task
-    for part in path.split(".")[:-1]:
-        node = getattr(node, part)
-    return node
 
 
 def _hints(fn: Any) -> dict[str, Any]:

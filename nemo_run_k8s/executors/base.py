@@ -6,140 +6,29 @@ its *handle* alone: a JSON-serializable dict stored in the job record. Because
 ``state``/``logs``/``cancel``/``outcome`` take only the handle, a fresh process
 can reattach to any job from its record (``run.Job.from_id``).
 
-Backend modules are imported lazily (see :func:`backend_class`), so
-``import nemo_run_k8s`` never imports docker or kubernetes.
+What a backend can do beyond the interface is declared, not probed:
+:meth:`Executor.image_spec` says whether its jobs run from a job image (and on
+which base, with which code directory). Backend modules are imported lazily
+(see :func:`backend_class`), so ``import nemo_run_k8s`` never imports docker or
+kubernetes, and nothing outside ``executors/<backend>/`` imports a backend's
+modules except through that registry.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import enum
 import functools
 import importlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from nemo_run_k8s.errors import InvalidOptionError
+from nemo_run_k8s.spec import Handle, ImageSpec, JobIdentity, JobState, Plan, Resources
+
 if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
-
-
-class JobState(str, enum.Enum):
-    """Where a job is in its life."""
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-
-
-@dataclasses.dataclass(frozen=True)
-class Resources:
-    """What one job asks for: ``num_nodes`` x ``nproc_per_node`` processes."""
-
-    num_nodes: int = 1
-    nproc_per_node: int = 1
-    gpus_per_node: int = 0
-
-    @property
-    def world_size(self) -> int:
-        return self.num_nodes * self.nproc_per_node
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSpec:
-    """Identity of one job, fixed before anything is launched.
-
-    ``job_dir`` is a host directory owned by the job record: backends that can
-    write to the host keep logs and rank 0's outcome there. ``image``, when set,
-    is a job image that already contains the bundle: image-based backends use it
-    instead of building one (an experiment builds one image for all its jobs).
-    """
-
-    job_id: str
-    name: str
-    job_dir: Path
-    experiment: str | None = None
-    image: str | None = None  # a job image already holding this bundle (experiments share one)
-
-
-@dataclasses.dataclass
-class Plan:
-    """What a backend would do for one job: the dry-run value.
-
-    ``documents`` are the exact objects that will be sent (PyTorchJob dicts,
-    container specs); ``details`` holds extra, human-facing items (Dockerfile
-    text, image tag). ``str(plan)`` is a YAML stream: comment lines describing
-    the job, then one document per object, so a Kubernetes plan can be piped to
-    ``kubectl apply -f -`` unchanged.
-    """
-
-    executor: str
-    job_id: str
-    name: str
-    manifest: Mapping[str, Any]
-    flattened_config: str
-    documents: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    details: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __str__(self) -> str:
-        import yaml
-
-        header = [
-            f"# nemo-run-k8s dry run: job {self.name!r} (id {self.job_id}) on {self.executor}",
-            f"# bundle sha256: {self.manifest.get('sha256', '?')}",
-            f"# task: {self.manifest.get('task_kind', '?')} {self.manifest.get('target', '')}",
-        ]
-        if self.flattened_config:
-            header.append("# config:")
-            header += [f"#   {line}" for line in self.flattened_config.splitlines()]
-        for key, value in self.details.items():
-            text = str(value)
-            if "\n" in text:
-                header.append(f"# {key}:")
-                header += [f"#   {line}" for line in text.rstrip().splitlines()]
-            else:
-                header.append(f"# {key}: {text}")
-        body = "".join(
-            "---\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
-            for doc in self.documents
-        )
-        return "\n".join(header) + "\n" + body
-
-    __repr__ = __str__
-
-
-Handle = dict[str, Any]
-
-
-def node_env(node: int, master: str, port: int, num_nodes: int, nproc: int) -> dict[str, str]:
-    """The environment the Kubeflow operator sets on PyTorchJob pods, for ``node``.
-
-    The local and Docker executors give their processes and containers the same
-    variables, so one entrypoint runs unchanged in all three places.
-    """
-    env = {
-        "MASTER_ADDR": master,
-        "MASTER_PORT": str(port),
-        "WORLD_SIZE": str(num_nodes * nproc),
-        "RANK": str(node),
-        "PET_MASTER_ADDR": master,
-        "PET_MASTER_PORT": str(port),
-        "PET_NNODES": str(num_nodes),
-        "PET_NODE_RANK": str(node),
-        "PET_NPROC_PER_NODE": str(nproc),
-        "PYTHONUNBUFFERED": "1",
-    }
-    if nproc > 1:  # torchrun prefixes every worker line with its node and global rank
-        env["PET_TEE"] = "3"
-        env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = f"[node{node} rank${{rank}}] "
-    return env
 
 
 class Executor(abc.ABC):
@@ -154,7 +43,19 @@ class Executor(abc.ABC):
     def resources(self) -> Resources:
         """The processes and GPUs one job of this executor asks for."""
 
-    def preflight(self) -> None:
+    def image_spec(self) -> ImageSpec | None:
+        """The base image and code directory of this executor's job images.
+
+        None for a backend whose jobs run without an image (the local one).
+        """
+        return None
+
+    def code_dirs(self) -> tuple[str, ...]:
+        """Directories baked into the job image: modules under them travel by reference."""
+        spec = self.image_spec()
+        return (spec.code_dir,) if spec is not None and spec.code_dir else ()
+
+    def check_backend(self) -> None:
         """Checks that need the backend (daemon, cluster) but start nothing.
 
         Raises :class:`~nemo_run_k8s.errors.InvalidOptionError` for requests the
@@ -163,13 +64,13 @@ class Executor(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def plan(self, bundle: Bundle, job: JobSpec) -> Plan:
+    def plan(self, bundle: Bundle, job: JobIdentity) -> Plan:
         """What would be built and launched. Pure: no I/O, no daemon or cluster."""
 
     def _plan(
         self,
         bundle: Bundle,
-        job: JobSpec,
+        job: JobIdentity,
         documents: list[dict[str, Any]],
         details: dict[str, Any] | None = None,
     ) -> Plan:
@@ -185,7 +86,7 @@ class Executor(abc.ABC):
         )
 
     @abc.abstractmethod
-    def launch(self, plan: Plan, bundle: Bundle, job: JobSpec) -> Handle:
+    def launch(self, plan: Plan, bundle: Bundle, job: JobIdentity) -> Handle:
         """Starts the job and returns at once with its handle (JSON-serializable)."""
 
     # Operations by handle: classmethods, so reattaching needs no executor object.
@@ -213,7 +114,7 @@ class Executor(abc.ABC):
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
         """Rank 0's ``("success", value)`` or ``("error", traceback)``, if written."""
-        from nemo_run_k8s.bundle.files import read_outcome
+        from nemo_run_k8s.bundle.outcome import read_outcome
 
         output_dir = handle.get("output_dir")
         return read_outcome(Path(output_dir)) if output_dir else None
@@ -237,8 +138,6 @@ def reject_unknown_options(cls: type) -> type:
         if unknown:
             import difflib
 
-            from nemo_run_k8s.errors import InvalidOptionError
-
             hints = []
             for name in unknown:
                 close = difflib.get_close_matches(name, names, n=1)
@@ -258,5 +157,7 @@ def backend_class(kind: str) -> type[Executor]:
     try:
         module_name, _, attr = _BACKENDS[kind].partition(":")
     except KeyError:
-        raise ValueError(f"unknown executor kind {kind!r}; known: {sorted(_BACKENDS)}") from None
+        raise InvalidOptionError(
+            f"unknown executor kind {kind!r}; known: {', '.join(sorted(_BACKENDS))}"
+        ) from None
     return getattr(importlib.import_module(module_name), attr)

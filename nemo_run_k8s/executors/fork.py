@@ -1,7 +1,7 @@
 """Starting processes as forks of this one, when that is safe.
 
-A new Python interpreter costs a local job its start-up and imports (fiddle
-alone takes ~0.3 s on a small machine); a fork of the submitting process has
+A new Python interpreter costs a local job its start-up and imports (fiddle's
+import is the largest part); a fork of the submitting process has
 them already. The supervisors of local and Docker jobs, and local jobs
 themselves, start this way when :func:`can_fork` says it is safe, and as new
 interpreters otherwise.

@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.executors.base import Executor, Handle
+from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.executors.fork import can_fork, detach
+from nemo_run_k8s.spec import Handle
 
 # Supervisors this process started as new interpreters: reaped here, never left as zombies.
 CHILDREN: dict[int, subprocess.Popen[bytes]] = {}

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s import records
-from nemo_run_k8s.bundle.files import IMAGE_BUNDLE_ROOT, Bundle
-from nemo_run_k8s.errors import ImageBuildError
+from nemo_run_k8s.bundle.files import Bundle, python_mismatch
+from nemo_run_k8s.errors import ImageBuildError, InvalidOptionError
 from nemo_run_k8s.image import wheels
 from nemo_run_k8s.image.context import (
     FileHashCache,
@@ -48,8 +48,9 @@ from nemo_run_k8s.image.context import (
     tar_context,
     unique_bundles,
 )
-from nemo_run_k8s.image.push import push_image as push_image  # re-exported: run.push_image
 from nemo_run_k8s.labels import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+from nemo_run_k8s.paths import IMAGE_BUNDLE_ROOT
+from nemo_run_k8s.spec import DEFAULT_BASE_IMAGE, ImageSpec
 
 RECIPE = Path(__file__).resolve().parents[1] / "resources" / "job.Dockerfile"
 BUNDLE_LAYER_MARKER = "# --- bundle layer ---"
@@ -80,14 +81,6 @@ class JobImage:
     seconds: float = 0.0
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageSpec:
-    """What a job image is made of, besides its bundles."""
-
-    base_image: str
-    code_dir: str | None = None
-
-
 def build_image(
     task_or_bundles: Any, executor: Any = None, *, quiet: bool | None = None
 ) -> JobImage:
@@ -103,23 +96,24 @@ def build_image(
         bundles = list(task_or_bundles)
     else:
         bundles = [_bundle_for(task_or_bundles, executor)]
-    spec = ImageSpec(
-        base_image=getattr(executor, "base_image", None) or DEFAULT_BASE_IMAGE,
-        code_dir=getattr(executor, "code_dir", None),
-    )
+    spec = executor.image_spec() if executor is not None else None
+    if spec is None:
+        if executor is not None:
+            raise InvalidOptionError(
+                f"the {executor.kind} executor runs jobs without an image; "
+                "use run.DockerExecutor or run.KubernetesExecutor to build one"
+            )
+        spec = ImageSpec(DEFAULT_BASE_IMAGE)
     return ImageBuilder(quiet=quiet).build(bundles, spec)
-
-
-DEFAULT_BASE_IMAGE = "nemo-run-k8s/cpu:local"
 
 
 def _bundle_for(task: Any, executor: Any) -> Bundle:
     from nemo_run_k8s.bundle.files import make_bundle
 
     resources = executor.resources() if executor is not None else None
-    code_dir = getattr(executor, "code_dir", None)
+    code_dirs = executor.code_dirs() if executor is not None else ()
     dest = records.home() / "bundles" / f"tmp-{os.getpid()}-{time.monotonic_ns()}"
-    bundle = make_bundle(task, dest, resources, (str(code_dir),) if code_dir else ())
+    bundle = make_bundle(task, dest, resources, code_dirs)
     final = dest.with_name(bundle.sha256)
     if final.exists():
         import shutil
@@ -178,7 +172,7 @@ class ImageBuilder:
             existing = self.client.images.get(ref)
         image_id = existing.id
         for bundle in bundles:
-            self.preflight(ref, image_id, env, bundle)
+            self.check_image(ref, image_id, env, bundle)
         return JobImage(ref, image_id, built, env_ref, shas, time.perf_counter() - start)
 
     def environment(self, spec: ImageSpec, base: dict[str, Any]) -> _Environment:
@@ -215,7 +209,7 @@ class ImageBuilder:
 
         The layer is written with put_archive + commit on a never-started
         container: the same single layer a build of that COPY line makes, without
-        the builder's per-step overhead (about 0.14 s instead of 0.2 s here).
+        the builder's per-step overhead (bench/run_all.py's image rows measure it).
         """
         import docker.errors
 
@@ -262,7 +256,7 @@ class ImageBuilder:
         atomic_write(cache, json.dumps(info))
         return info
 
-    def preflight(self, ref: str, image_id: str, env: _Environment, bundle: Bundle) -> None:
+    def check_image(self, ref: str, image_id: str, env: _Environment, bundle: Bundle) -> None:
         """Checks inside the image that the bundle loads and its targets import.
 
         The verdict depends on the environment (base, wheels), the Python version,
@@ -285,7 +279,7 @@ class ImageBuilder:
         marker = self.cache / "preflight" / key
         if marker.exists():
             return
-        path = f"{IMAGE_BUNDLE_ROOT}/{bundle.sha256}"
+        path = bundle.image_path
         output = self._run_once(
             image_id,
             ["python3", "-m", "nemo_run_k8s.runtime.import_check", path],
@@ -325,11 +319,7 @@ class ImageBuilder:
         try:
             return self.client.images.pull(ref)
         except docker.errors.APIError as err:
-            raise ImageBuildError(
-                f"base image {ref} is not present locally and cannot be pulled "
-                f"({err.explanation}). Build or load it first (images/build.sh cpu builds "
-                "nemo-run-k8s/cpu:local), or pass base_image= an image you have."
-            ) from err
+            raise base_image_missing(ref, err.explanation) from err
 
     def _run_once(
         self, image: str, command: list[str], what: str, allow_failure: bool = False
@@ -442,13 +432,16 @@ def job_layer_recipe(env_ref: str) -> str:
     )
 
 
+def base_image_missing(ref: str, explanation: str) -> ImageBuildError:
+    """The error for a base image that is neither on the engine nor pullable."""
+    return ImageBuildError(
+        f"base image {ref!r} is not present locally and cannot be pulled ({explanation}). "
+        "Build or load it first (images/build.sh cpu builds nemo-run-k8s/cpu:local), or pass "
+        "base_image= an image you have (`docker images`)."
+    )
+
+
 def _check_python(base_image: str, base_python: str) -> None:
-    here = "{}.{}".format(*sys.version_info[:2])
-    there = ".".join(base_python.split(".")[:2])
-    if here != there:
-        raise ImageBuildError(
-            f"base image {base_image} carries Python {base_python} but this client runs "
-            f"Python {sys.version.split()[0]}: bundles pickled under Python {here} do not load "
-            f"reliably under {there}. Use a base image with Python {here}, or submit from "
-            f"Python {there}."
-        )
+    here = "{}.{}.{}".format(*sys.version_info[:3])
+    if here.split(".")[:2] != base_python.split(".")[:2]:
+        raise python_mismatch(here, base_python, f"base image {base_image}")

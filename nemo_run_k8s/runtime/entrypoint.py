@@ -29,7 +29,6 @@ the setup is wrong (nothing of the task ran); 143 stopped by SIGTERM.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import signal
 import subprocess
@@ -39,14 +38,17 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-EXIT_OK = 0
-EXIT_TASK_FAILED = 1
-EXIT_SETUP_ERROR = 3
-EXIT_TERMINATED = 128 + signal.SIGTERM
-
-OUTCOME_MARKER = "NEMO_RUN_K8S_OUTCOME"
-_WORKER_ENV = "NEMO_RUN_K8S_WORKER"
-_TERMINATION_LOG = "/dev/termination-log"
+from nemo_run_k8s.runtime.contract import (
+    EXIT_OK,
+    EXIT_SETUP_ERROR,
+    EXIT_TASK_FAILED,
+    EXIT_TERMINATED,
+    OUTCOME_IN_LOG_ENV,
+    TERMINATION_LOG,
+    TERMINATION_LOG_ENV,
+    WORKER_ENV,
+    encode_outcome_line,
+)
 
 
 class _Terminated(BaseException):
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     nproc = int(
         os.environ.get("PET_NPROC_PER_NODE") or bundle.manifest["resources"]["nproc_per_node"]
     )
-    if nproc > 1 and os.environ.get(_WORKER_ENV) != "1":
+    if nproc > 1 and os.environ.get(WORKER_ENV) != "1":
         return _run_torchrun(args, nproc)
     return _run_task(bundle, args.output)
 
@@ -185,7 +187,7 @@ def _run_torchrun(args: argparse.Namespace, nproc: int) -> int:
     if args.output is not None:
         command += ["--output", str(args.output)]
     try:
-        proc = subprocess.Popen(command, env={**env, _WORKER_ENV: "1"})
+        proc = subprocess.Popen(command, env={**env, WORKER_ENV: "1"})
     except OSError as err:
         return _setup_failed(f"cannot start torchrun: {err}")
     signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
@@ -203,18 +205,18 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 
 
 def _publish(output: Path | None, status: str, value: Any) -> None:
-    from nemo_run_k8s.bundle.files import write_outcome
+    from nemo_run_k8s.bundle.outcome import write_outcome
 
     if output is not None:
         write_outcome(output, status, value)
-    if os.environ.get("NEMO_RUN_K8S_OUTCOME_IN_LOG") == "1":
+    if os.environ.get(OUTCOME_IN_LOG_ENV) == "1":
         import cloudpickle
 
         try:
             data = cloudpickle.dumps((status, value))
         except Exception as err:
             data = cloudpickle.dumps(("error", f"result cannot be pickled: {err}"))
-        print(f"{OUTCOME_MARKER} {base64.b64encode(data).decode()}", flush=True)
+        print(encode_outcome_line(data), flush=True)
 
 
 def _setup_failed(message: str) -> int:
@@ -224,7 +226,7 @@ def _setup_failed(message: str) -> int:
 
 
 def _write_termination_log(message: str) -> None:
-    path = os.environ.get("NEMO_RUN_K8S_TERMINATION_LOG", _TERMINATION_LOG)
+    path = os.environ.get(TERMINATION_LOG_ENV, TERMINATION_LOG)
     if not os.path.exists(path):
         return
     data = message.encode(errors="replace")

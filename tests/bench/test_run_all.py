@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.conftest import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH / "workloads"))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import subprocess
@@ -18,8 +17,8 @@ import pytest
 import yaml
 
 import nemo_run_k8s as run
-from nemo_run_k8s.bundle.files import Bundle, archive, make_bundle, unarchive
-from nemo_run_k8s.executors.base import Resources
+from nemo_run_k8s.bundle.files import Bundle, make_bundle
+from nemo_run_k8s.spec import Resources
 from tests.conftest import child_env, jobs_created
 
 
@@ -53,8 +52,6 @@ def test_bundle_files_and_manifest(tmp_path: Path) -> None:
     assert manifest["versions"]["cloudpickle"] == cloudpickle.__version__
     assert manifest["versions"]["nemo_run_k8s"] == run.__version__
     assert manifest["versions"]["fiddle"] not in ("", "unknown")
-    pickled = (bundle.path / "task.pkl").read_bytes()
-    assert manifest["pickle_sha256"] == hashlib.sha256(pickled).hexdigest()
     assert manifest["resources"] == {"num_nodes": 2, "nproc_per_node": 4, "gpus_per_node": 0}
     assert "lr = 0.5" in manifest["flattened_config"]
     assert "optimizer.name = 'sgd'" in manifest["flattened_config"]
@@ -219,18 +216,6 @@ def test_script_bundle_carries_the_text(tmp_path: Path) -> None:
     script_file.write_text("echo changed\n")
     changed = make_bundle(run.Script(str(script_file), args=["--x", "1"]), tmp_path / "c")
     assert changed.sha256 != bundle.sha256
-
-
-def test_archive_round_trip(tmp_path: Path) -> None:
-    bundle = make_bundle(run.Partial(train, lr=0.25), tmp_path / "b")
-    first = archive(bundle, tmp_path / "one.tar.gz")
-    second = archive(bundle, tmp_path / "two.tar.gz")
-    assert first.read_bytes() == second.read_bytes()  # reproducible
-    restored = unarchive(first, tmp_path / "restored")
-    assert restored.manifest == bundle.manifest
-    for name in ("task.pkl", "manifest.json", "config.yaml"):
-        assert (restored.path / name).read_bytes() == (bundle.path / name).read_bytes()
-    assert fdl.build(restored.load_task())() == 0.75
 
 
 def test_corrupt_bundle_is_refused_before_unpickling(tmp_path: Path) -> None:

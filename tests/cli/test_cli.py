@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT as REPO
+from tests.conftest import child_env
+
 FACTORIES = "tests.cli.factories"
 
 
 @pytest.fixture
-def cli(tmp_path):
-    env = {
-        **os.environ,
-        "NEMO_RUN_K8S_HOME": str(tmp_path / "home"),
-        "PYTHONPATH": str(REPO),
-    }
+def cli(home):
+    env = child_env()  # NEMO_RUN_K8S_HOME: the test's own (the shared `home` fixture)
     env.pop("CI", None)
 
     def run_cli(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:

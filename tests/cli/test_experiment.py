@@ -8,11 +8,6 @@ import nemo_run_k8s as run
 from tests.cli.factories import experiment
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(tmp_path / "home"))
-
-
 def test_sweep_runs_every_grid_point_with_its_values():
     exp = run.sweep(experiment(), {"optimizer.lr": [0.1, 0.2], "trainer.max_epochs": [1, 2]})
     assert len(exp.names) == 4

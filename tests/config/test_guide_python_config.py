@@ -320,8 +320,7 @@ def test_fiddle_printing_and_serialization_accept_run_configs():
     assert fdl.build(unpickled) == fdl.build(cfg)
 
 
-def test_validated_config_is_submitted_as_the_guide_does(tmp_path, monkeypatch):
-    monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(tmp_path))
+def test_validated_config_is_submitted_as_the_guide_does():
     model_config = create_model_config(model_size="8b", seq_length=8192)
     training_config = create_training_config(model_config, num_nodes=1, gpus_per_node=1)
     executor = run.LocalExecutor()

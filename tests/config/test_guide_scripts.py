@@ -28,7 +28,7 @@ def bash_syntax_ok(text: str, tmp_path: Path) -> None:
 def test_file_script():
     script = run.Script("./scripts/train_model.sh")
     assert script.path == "./scripts/train_model.sh"
-    assert script.inline is None
+    assert script.inline == ""  # NeMo-Run's default: an unset field reads ""
     assert script.name == "train_model.sh"
     assert script.command() == ["bash", "SCRIPT"]
     assert script.describe() == "bash ./scripts/train_model.sh"
@@ -149,7 +149,7 @@ def test_simple_inline_script(tmp_path: Path):
     assert "python train.py     --model-size 8b     --batch-size 512" in text
     assert text.endswith("--max-epochs 100\n")
     bash_syntax_ok(text, tmp_path)
-    assert inline_script.path is None
+    assert inline_script.path == ""  # NeMo-Run's default: an unset field reads ""
     assert inline_script.command() == ["bash", "SCRIPT"]
     assert inline_script.describe() == f"bash '<inline script>'\n--- <inline script> ---\n{text}"
 

@@ -16,15 +16,15 @@ import pytest
 import nemo_run_k8s as run
 from nemo_run_k8s.errors import InvalidOptionError, JobFailed
 from nemo_run_k8s.executors import host
-from nemo_run_k8s.executors.base import JobState
 from nemo_run_k8s.executors.docker import executor as docker_executor
 from nemo_run_k8s.executors.docker import spec as docker_spec
 from nemo_run_k8s.labels import JOB_ID_LABEL
 from nemo_run_k8s.records import Records
+from nemo_run_k8s.spec import JobState
+from tests.conftest import REPO_ROOT as REPO
 from tests.docker.engine import by_job_name, leftovers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
-REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------- tasks (run in the job)
@@ -271,7 +271,7 @@ def test_unknown_base_image_is_refused_before_anything_is_created(
 ) -> None:
     name = f"no-image-{os.getpid()}"
     executor = run.DockerExecutor(base_image="nemo-run-k8s/no-such-base:never")
-    with pytest.raises(InvalidOptionError, match="is not present locally and cannot be pulled"):
+    with pytest.raises(run.ImageBuildError, match="is not present locally and cannot be pulled"):
         run.submit(run.Partial(show_env), executor, name=name)
     assert by_job_name(docker_client, name) == []
 

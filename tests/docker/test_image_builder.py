@@ -20,9 +20,10 @@ import pytest
 import nemo_run_k8s as run
 from nemo_run_k8s.bundle.files import make_bundle
 from nemo_run_k8s.errors import ImageBuildError
-from nemo_run_k8s.executors.base import JobState
-from nemo_run_k8s.image.builder import ImageBuilder, ImageSpec, push_image
+from nemo_run_k8s.image.builder import ImageBuilder
+from nemo_run_k8s.image.push import push_image
 from nemo_run_k8s.records import home
+from nemo_run_k8s.spec import ImageSpec, JobState
 from tests.docker.engine import build_test_base, leftovers
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
@@ -137,11 +138,11 @@ def test_a_python_minor_mismatch_is_refused_before_building(
     pypy_base: str, docker_client: Any
 ) -> None:
     here = "{}.{}".format(*sys.version_info[:2])
-    with pytest.raises(ImageBuildError) as caught:
+    with pytest.raises(run.BundleError) as caught:
         run.build_image(run.Partial(scale, x=1), run.DockerExecutor(base_image=pypy_base))
     message = str(caught.value)
-    assert f"base image {pypy_base} carries Python 3.9." in message
-    assert f"this client runs Python {sys.version.split()[0]}" in message
+    assert f"pickled with Python {sys.version.split()[0]}" in message
+    assert f"base image {pypy_base} runs Python 3.9." in message
     assert f"Use a base image with Python {here}" in message
     python = docker_client.api.inspect_image(pypy_base)["Id"]  # no environment image was made
     assert not docker_client.images.list(filters={"label": "nemo-run-k8s.io/python=3.9.16"})

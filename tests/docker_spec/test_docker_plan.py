@@ -9,10 +9,11 @@ import pytest
 
 import nemo_run_k8s as run
 from nemo_run_k8s.errors import InvalidOptionError
-from nemo_run_k8s.executors.base import Plan
 from nemo_run_k8s.executors.docker import executor as de
 from nemo_run_k8s.executors.docker import spec as ds
 from nemo_run_k8s.executors.docker import supervisor as sup
+from nemo_run_k8s.paths import JobPaths
+from nemo_run_k8s.spec import Plan
 
 SECRET = "tok-3f9a-never-print-me"
 
@@ -26,9 +27,9 @@ def plan(executor: de.DockerExecutor) -> Plan:
 
 
 def test_defaults_follow_the_gpus() -> None:
-    assert de.DockerExecutor().nproc == 1
-    assert de.DockerExecutor(gpus_per_node=4).nproc == 4
-    assert de.DockerExecutor(gpus_per_node=4, nproc_per_node=2).nproc == 2
+    assert de.DockerExecutor().resources().nproc_per_node == 1
+    assert de.DockerExecutor(gpus_per_node=4).resources().nproc_per_node == 4
+    assert de.DockerExecutor(gpus_per_node=4, nproc_per_node=2).resources().nproc_per_node == 2
     resources = de.DockerExecutor(num_nodes=3, gpus_per_node=2).resources()
     assert (resources.num_nodes, resources.nproc_per_node, resources.world_size) == (3, 2, 6)
 
@@ -192,7 +193,7 @@ def test_log_lines_are_prefixed_with_node_and_rank() -> None:
 )
 def test_final_state_from_exit_codes(tmp_path, codes, cancelled, state) -> None:
     if cancelled:
-        (tmp_path / sup.CANCEL_FILE).touch()
+        JobPaths(tmp_path).cancel_requested.touch()
     assert sup.final_state(tmp_path, codes)[0] == state
 
 

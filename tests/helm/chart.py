@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT
+
 CHART_DIR = REPO_ROOT / "helm" / "nemo-run-k8s"
 FULL_VALUES = CHART_DIR / "ci" / "full-values.yaml"
 RELEASE = "prep"

@@ -18,8 +18,8 @@ from typing import Any
 import cloudpickle
 from kubernetes.client import CoreV1Api, CustomObjectsApi  # noqa: F401  (import cost up front)
 
-from nemo_run_k8s.executors.base import JobSpec, JobState
 from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
+from nemo_run_k8s.spec import JobIdentity, JobState
 from tests.k8s.fake_apiserver import FakeApiServer, JobProgram
 
 FAKE_DIGEST_IMAGE = "127.0.0.1:5000/jobs@sha256:" + "c" * 64
@@ -101,8 +101,8 @@ def run_full_lifecycle(server: FakeApiServer) -> None:
             kubeconfig=str(kubeconfig),
             kube_context="fake",
         )
-        executor.preflight()
-        job = JobSpec(job_id="lc1", name="lifecycle", job_dir=Path(tmp), experiment="rbac")
+        executor.check_backend()
+        job = JobIdentity(job_id="lc1", name="lifecycle", job_dir=Path(tmp), experiment="rbac")
         bundle = fake_bundle(Path(tmp))
         handle = executor.launch(executor.plan(bundle, job), bundle, job)
 

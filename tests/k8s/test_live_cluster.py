@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from nemo_run_k8s.errors import SubmissionError
-from nemo_run_k8s.executors.base import JobSpec, JobState
 from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
+from nemo_run_k8s.spec import JobIdentity, JobState
 from tests.k8s.lifecycle import fake_bundle, outcome_line
 
 pytestmark = pytest.mark.k8s
@@ -57,12 +57,12 @@ def test_tiny_job_runs_on_the_cluster(tmp_path: Path) -> None:
         memory="128Mi",
     )
     try:
-        executor.preflight()
+        executor.check_backend()
     except SubmissionError as err:
         if "training operator is not installed" in str(err):
             pytest.skip(str(err))
         raise
-    job = JobSpec(job_id=uuid.uuid4().hex[:8], name="live-test", job_dir=tmp_path)
+    job = JobIdentity(job_id=uuid.uuid4().hex[:8], name="live-test", job_dir=tmp_path)
     bundle = fake_bundle(tmp_path)
     plan = executor.plan(bundle, job)
     script = f"print('hello from rank 0'); print({outcome_line(('success', 42))!r})"

@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from nemo_run_k8s.errors import InvalidOptionError
-from nemo_run_k8s.executors.base import JobSpec
 from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor
 from nemo_run_k8s.executors.kubernetes.manifest import (
     check_pytorchjob,
@@ -28,9 +27,10 @@ from nemo_run_k8s.executors.kubernetes.manifest import (
 )
 from nemo_run_k8s.executors.kubernetes.options import ConfigMapVolume, PVCVolume, SecretVolume
 from nemo_run_k8s.labels import is_dns1035_label
+from nemo_run_k8s.spec import JobIdentity
+from tests.conftest import REPO_ROOT as REPO
 from tests.k8s.lifecycle import fake_bundle
 
-REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
 SHARED = Path(os.environ.get("NEMO_RUN_K8S_SHARED_DIR") or REPO.parent / "shared")
 CRD = SHARED / "k8s" / "kubeflow.org_pytorchjobs.yaml"
@@ -89,7 +89,7 @@ CASES = {
     "single_node_cpu": single_node_cpu,
     "four_nodes_8gpu_all_options": four_by_eight_everything,
 }
-JOB = JobSpec(
+JOB = JobIdentity(
     job_id="llama-pretrain-a1b2c3d4",
     name="Llama Pretrain",
     job_dir=Path("/tmp"),
@@ -178,11 +178,11 @@ def test_plan_needs_no_cluster_and_does_not_import_kubernetes() -> None:
     code = (
         "import sys; from pathlib import Path\n"
         "from types import SimpleNamespace\n"
-        "from nemo_run_k8s.executors.base import JobSpec\n"
+        "from nemo_run_k8s.executors.base import JobIdentity\n"
         "from nemo_run_k8s.executors.kubernetes.executor import KubernetesExecutor\n"
         "ex = KubernetesExecutor(image_repo='r.example.com/j', kubeconfig='/nonexistent')\n"
         "b = SimpleNamespace(sha256='ab' * 32, manifest={}, path=Path('/tmp'))\n"
-        "p = ex.plan(b, JobSpec('i1', 'n', Path('/tmp')))\n"
+        "p = ex.plan(b, JobIdentity('i1', 'n', Path('/tmp')))\n"
         "print(str(p)[:10], 'kubernetes' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "KUBECONFIG": "/nonexistent"}

@@ -502,8 +502,9 @@ def test_job_directory_holds_bundle_logs_and_outcome() -> None:
     job_dir = Path(job.record.job_dir)
     assert sorted(p.name for p in job_dir.iterdir()) == ["bundle", "exit.json", "logs", "output"]
     assert json.loads((job_dir / "exit.json").read_text()) == {
-        "returncode": 0,
-        "cancelled": False,
+        "state": "SUCCEEDED",
+        "reason": "",
+        "exit_codes": {"0": 0},
     }
     assert (
         job.record.bundle_sha256

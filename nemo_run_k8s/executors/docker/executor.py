@@ -10,12 +10,12 @@ gives the pods of a PyTorchJob (``MASTER_ADDR``, ``MASTER_PORT``,
 both places.
 
 Who watches the job once ``submit`` has returned: a small supervisor process
-(``_docker_supervisor.py``), started detached from the submitter. It copies
+(``executors/docker/supervisor.py``), started detached from the submitter. It copies
 every container's output into ``<job dir>/logs`` (prefixed with node and
 rank), stops all nodes as soon as one fails, removes the containers when all
 have ended, and only then writes ``<job dir>/exit.json``; last it removes the
-job's network (Docker takes ~0.15 s for that, which a user waiting for the
-result does not wait for). So a final state means no container is left, the
+job's network (a slow step for Docker, which a user waiting for the result
+does not wait for). So a final state means no container is left, the
 empty network goes a moment later (``cancel()`` returns once it has), and the
 logs and rank 0's result (``<job dir>/output``, bind-mounted into node 0) stay
 on the host. Should the supervisor die, the next ``state()`` call reads the
@@ -37,14 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import SubmissionError
-from nemo_run_k8s.executors.base import (
-    Handle,
-    JobSpec,
-    JobState,
-    Plan,
-    Resources,
-    reject_unknown_options,
-)
+from nemo_run_k8s.executors.base import reject_unknown_options
 from nemo_run_k8s.executors.docker import spec as ds
 from nemo_run_k8s.executors.docker import supervisor as sup
 from nemo_run_k8s.executors.host import (
@@ -54,8 +47,11 @@ from nemo_run_k8s.executors.host import (
     start_detached,
     start_time,
 )
+from nemo_run_k8s.exit_status import ExitStatus
 from nemo_run_k8s.image.context import atomic_write
 from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
+from nemo_run_k8s.paths import JobPaths
+from nemo_run_k8s.spec import Handle, ImageSpec, JobIdentity, JobState, Plan, Resources
 
 _SUPERVISOR = str(Path(sup.__file__).resolve())
 _CANCEL_WAIT_SECONDS = 30.0
@@ -118,14 +114,13 @@ class DockerExecutor(HostExecutor):
         if self.code_dir is not None:
             self.code_dir = os.path.abspath(os.fspath(self.code_dir))
 
-    @property
-    def nproc(self) -> int:
-        if self.nproc_per_node is not None:
-            return self.nproc_per_node
-        return self.gpus_per_node or 1
-
     def resources(self) -> Resources:
-        return Resources(self.num_nodes, self.nproc, self.gpus_per_node)
+        """Containers, processes per container (default: one per GPU, or 1) and GPUs each."""
+        nproc = self.nproc_per_node if self.nproc_per_node is not None else self.gpus_per_node or 1
+        return Resources(self.num_nodes, nproc, self.gpus_per_node)
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.base_image, self.code_dir)
 
     def __repr__(self) -> str:  # secret values never printed
         fields = []
@@ -138,7 +133,7 @@ class DockerExecutor(HostExecutor):
 
     # ------------------------------------------------------------------ checks
 
-    def preflight(self) -> None:
+    def check_backend(self) -> None:
         """Refuses what the engine cannot do before anything is created."""
         from nemo_run_k8s.image.builder import docker_client
 
@@ -155,7 +150,7 @@ class DockerExecutor(HostExecutor):
 
     # ------------------------------------------------------------------ plan / launch
 
-    def plan(self, bundle: Any, job: JobSpec) -> Plan:
+    def plan(self, bundle: Any, job: JobIdentity) -> Plan:
         from nemo_run_k8s.image.builder import env_recipe, job_layer_recipe
 
         network = ds.network_name(job.job_id)
@@ -180,7 +175,7 @@ class DockerExecutor(HostExecutor):
             },
         )
 
-    def launch(self, plan: Plan, bundle: Any, job: JobSpec) -> Handle:
+    def launch(self, plan: Plan, bundle: Any, job: JobIdentity) -> Handle:
         """Builds the image, creates network and containers, starts them, hands over.
 
         The supervisor starts first (a fork of this process, before the thread
@@ -189,12 +184,13 @@ class DockerExecutor(HostExecutor):
         """
         from concurrent.futures import ThreadPoolExecutor
 
-        from nemo_run_k8s.image.builder import ImageBuilder, ImageSpec
+        from nemo_run_k8s.image.builder import ImageBuilder
 
         builder = ImageBuilder()  # also checks that the engine answers
         api = builder.client.api
-        for sub in ("output", "logs"):
-            (job.job_dir / sub).mkdir(parents=True, exist_ok=True)
+        paths = JobPaths(job.job_dir)
+        for directory in (paths.output, paths.logs):
+            directory.mkdir(parents=True, exist_ok=True)
         network_doc, *containers = plan.documents
         spec: dict[str, Any] = {"network_id": None, "nodes": []}
         go_read, go_write = os.pipe()
@@ -212,7 +208,7 @@ class DockerExecutor(HostExecutor):
                 if job.image:  # an experiment's shared image, already holding this bundle
                     image_ref, env_ref = job.image, None
                 else:
-                    image = builder.build([bundle], ImageSpec(self.base_image, self.code_dir))
+                    image = builder.build([bundle], self.image_spec())
                     image_ref, env_ref = image.ref, image.env_ref
             finally:
                 spec["network_id"] = network.result()
@@ -225,11 +221,11 @@ class DockerExecutor(HostExecutor):
                 env,
             )
             spec["nodes"] = [
-                {"node": doc["node"], "id": cid, "nproc": self.nproc}
+                {"node": doc["node"], "id": cid, "nproc": self.resources().nproc_per_node}
                 for doc, cid in zip(containers, created, strict=True)
             ]
             _start_all(api, [n["id"] for n in spec["nodes"]])
-            atomic_write(job.job_dir / sup.SPEC_FILE, json.dumps(spec, sort_keys=True))
+            atomic_write(paths.docker_spec, json.dumps(spec, sort_keys=True))
             os.write(go_write, sup.GO)
         except BaseException:
             # Ctrl-C or a refusal mid-launch: take down what exists, so nothing is left behind
@@ -244,13 +240,13 @@ class DockerExecutor(HostExecutor):
         return {
             "job_id": job.job_id,
             "job_dir": str(job.job_dir),
-            "output_dir": str(job.job_dir / "output"),
+            "output_dir": str(paths.output),
             "network": network_doc["name"],
             "containers": [doc["name"] for doc in containers],
             "image": image_ref,
             "env_image": env_ref,
             "supervisor": supervisor,
-            "log_files": [str(sup.log_file(job.job_dir, d["node"])) for d in containers],
+            "log_files": [str(paths.log(d["node"])) for d in containers],
         }
 
     # ------------------------------------------------------------------ by handle
@@ -262,7 +258,7 @@ class DockerExecutor(HostExecutor):
         if final is not None:
             if not alive(handle["supervisor"]):
                 _remove_network_left(job_dir)
-            return JobState(final["state"])
+            return JobState(final.state)
         if alive(handle["supervisor"]):
             return JobState.RUNNING  # launch returns once every container has started
         return _finish_unsupervised(handle)
@@ -270,14 +266,14 @@ class DockerExecutor(HostExecutor):
     @classmethod
     def reason(cls, handle: Handle) -> str:
         final = _read_exit(Path(handle["job_dir"]))
-        return str(final.get("reason", "")) if final else ""
+        return final.reason if final else ""
 
     @classmethod
     def cancel(cls, handle: Handle) -> None:
         if cls.state(handle).is_terminal:
             return
         job_dir = Path(handle["job_dir"])
-        (job_dir / sup.CANCEL_FILE).touch()
+        JobPaths(job_dir).cancel_requested.touch()
         spec = sup.load_spec(job_dir)
         sup.stop_all(_api(), [n["id"] for n in spec["nodes"]])
         deadline = time.monotonic() + _CANCEL_WAIT_SECONDS
@@ -296,13 +292,13 @@ class DockerExecutor(HostExecutor):
 
 def _remove_network_left(job_dir: Path) -> None:
     """Removes a finished job's network if its supervisor ended before it could."""
-    if (job_dir / sup.NETWORK_REMOVED_FILE).exists():
+    if JobPaths(job_dir).network_removed.exists():
         return
     try:
         sup.remove_network(_api(), sup.load_spec(job_dir))
     except Exception:  # no engine now, or no spec: the next look tries again
         return
-    (job_dir / sup.NETWORK_REMOVED_FILE).touch()
+    JobPaths(job_dir).network_removed.touch()
 
 
 def _host_gpu_count() -> int | None:
@@ -321,6 +317,8 @@ def _host_gpu_count() -> int | None:
 def _check_base_image(client: Any, ref: str) -> None:
     import docker.errors
 
+    from nemo_run_k8s.image.builder import base_image_missing
+
     try:
         client.images.get(ref)
         return
@@ -329,12 +327,7 @@ def _check_base_image(client: Any, ref: str) -> None:
     try:
         client.images.get_registry_data(ref)
     except docker.errors.APIError as err:
-        raise ds.invalid(
-            "base_image",
-            f"{ref!r} is not present locally and cannot be pulled ({err.explanation}). Build "
-            "or load it first (images/build.sh cpu builds nemo-run-k8s/cpu:local), or pass "
-            "base_image= an image you have (`docker images`).",
-        ) from err
+        raise base_image_missing(ref, err.explanation) from err
 
 
 # ---------------------------------------------------------------------- engine plumbing
@@ -434,7 +427,7 @@ def _start_supervisor(job_dir: Path, go_read: int) -> dict[str, Any]:
         pid, _ = start_detached(
             lambda: sup.watch(job_dir, go_read),
             [_SUPERVISOR, str(job_dir), str(go_read)],
-            stdout=str(job_dir / "supervisor.log"),
+            stdout=str(JobPaths(job_dir).supervisor_log),
             env=importable_env(os.environ),
             keep_fds=(go_read,),
         )
@@ -458,11 +451,8 @@ def _remove_partial(api: Any, job_id: str, spec: dict[str, Any]) -> None:
         nodes = []
 
 
-def _read_exit(job_dir: Path) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads((job_dir / sup.EXIT_FILE).read_text()))
-    except FileNotFoundError:
-        return None
+def _read_exit(job_dir: Path) -> ExitStatus | None:
+    return ExitStatus.read(JobPaths(job_dir).exit_status)
 
 
 def _finish_unsupervised(handle: Handle) -> JobState:
@@ -493,6 +483,6 @@ def _finish_unsupervised(handle: Handle) -> JobState:
         return _finish_unsupervised(handle)
     for node in spec["nodes"]:
         if codes[node["node"]] is not None:
-            sup.copy_logs(api, node, sup.log_file(job_dir, node["node"]), follow=False)
+            sup.copy_logs(api, node, JobPaths(job_dir).log(node["node"]), follow=False)
     sup.finish(api, job_dir, spec, codes)
-    return JobState(_read_exit(job_dir)["state"])  # type: ignore[index]
+    return JobState(_read_exit(job_dir).state)  # type: ignore[union-attr]

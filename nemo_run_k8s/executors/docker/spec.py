@@ -1,7 +1,9 @@
 """The pure half of the DockerExecutor: option checks and what ``docker run`` gets per node.
 
-No I/O and no docker import here: the dry run is built from these functions,
-and ``launch`` sends what they return (with the image and secret values filled in).
+No docker import and nothing written here (the only reads are the submitting
+user's uid and whether the NVIDIA hook is on PATH): the dry run is built from
+these functions, and ``launch`` sends what they return (with the image and
+secret values filled in).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Any
 
 from nemo_run_k8s.config.script import _check_env
 from nemo_run_k8s.errors import InvalidOptionError
-from nemo_run_k8s.executors.base import JobSpec, node_env
 from nemo_run_k8s.labels import LABEL_PREFIX, job_labels
+from nemo_run_k8s.paths import JobPaths
+from nemo_run_k8s.runtime.contract import node_env
+from nemo_run_k8s.spec import JobIdentity
 
 IMAGE_PLACEHOLDER = "nemo-run-k8s/job:<computed at build>"
 ENV_IMAGE_PLACEHOLDER = "nemo-run-k8s/env:<computed at build>"
@@ -38,19 +42,20 @@ def container_name(job_id: str, node: int) -> str:
 
 
 def container_spec(
-    executor: Any, bundle_path: str, job: JobSpec, node: int, network: str
+    executor: Any, bundle_path: str, job: JobIdentity, node: int, network: str
 ) -> dict[str, Any]:
     """What ``docker run`` gets for one node (the image is filled in at launch)."""
     name = container_name(job.job_id, node)
     master = container_name(job.job_id, 0)
-    env = node_env(node, master, executor.master_port, executor.num_nodes, executor.nproc)
+    nproc = executor.resources().nproc_per_node
+    env = node_env(node, master, executor.master_port, executor.num_nodes, nproc)
     env.update(executor.env_vars or {})
     env.update({key: SECRET_MASK for key in executor.secret_env_vars or {}})
     command = [bundle_path]
     mounts: list[dict[str, Any]] = []
     if node == 0:  # rank 0 writes the outcome; the host reads it for job.result()
         command += ["--output", OUTPUT_MOUNT]
-        mounts.append({"source": str(job.job_dir / "output"), "target": OUTPUT_MOUNT})
+        mounts.append({"source": str(JobPaths(job.job_dir).output), "target": OUTPUT_MOUNT})
     for volume in executor.volumes or []:
         host, target, *mode = volume.split(":")
         mounts.append({"source": host, "target": target, "read_only": mode == ["ro"]})

@@ -2,11 +2,12 @@
 
 Started detached from the submitter, so it outlives the process that submitted
 the job: as a fork of the submitter calling :func:`watch` where that is safe
-(see ``_fork.py``), otherwise as a script (``python _docker_supervisor.py
-JOB_DIR GO_FD``) that needs only the standard library and the docker SDK. It
+(see ``executors/fork.py``), otherwise as a script (``python supervisor.py
+JOB_DIR GO_FD``) that needs only the standard library, the docker SDK and two
+stdlib-only modules of ours (``paths``, ``exit_status``). It
 waits for the submitter's word on the pipe ``GO_FD`` (the containers are
 started; nothing comes if the launch failed or the submitter died, and it then
-exits), reads ``JOB_DIR/docker.json`` (what :mod:`docker_executor` launched)
+exits), reads ``JOB_DIR/docker.json`` (what the executor launched)
 and then:
 
 - copies each container's output into ``JOB_DIR/logs/node-<i>.log`` as it is
@@ -36,10 +37,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-SPEC_FILE = "docker.json"
-EXIT_FILE = "exit.json"
-CANCEL_FILE = "cancel-requested"
-NETWORK_REMOVED_FILE = "network-removed"
+from nemo_run_k8s.exit_status import ExitStatus
+from nemo_run_k8s.paths import JobPaths
+
 GO = b"go"  # what the submitter writes on the supervisor's pipe once every container runs
 STOP_GRACE_SECONDS = 10
 _LOG_JOIN_SECONDS = 10.0
@@ -148,7 +148,7 @@ def final_state(
     """
     if codes and all(code == 0 for code in codes.values()):
         return "SUCCEEDED", ""
-    if (job_dir / CANCEL_FILE).exists():
+    if JobPaths(job_dir).cancel_requested.exists():
         return "CANCELLED", "cancelled"
     failed = sorted(
         (n for n, c in codes.items() if c != 0),
@@ -162,16 +162,8 @@ def final_state(
 
 
 def write_exit(job_dir: Path, state: str, reason: str, codes: dict[int, int | None]) -> None:
-    """Writes ``exit.json`` atomically; the first writer wins (a later one changes nothing)."""
-    data = {"state": state, "reason": reason, "exit_codes": {str(n): c for n, c in codes.items()}}
-    tmp = job_dir / f".{EXIT_FILE}.{os.getpid()}.{threading.get_ident()}"
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    try:
-        os.link(tmp, job_dir / EXIT_FILE)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
+    """Records how the job ended; the first writer wins (a later one changes nothing)."""
+    ExitStatus(state, reason, codes).write(JobPaths(job_dir).exit_status)
 
 
 def finish(
@@ -184,8 +176,8 @@ def finish(
     """Removes the job's containers, records how it ended, then removes its network.
 
     The state is final once no container is left. The network, empty by then,
-    goes right after: removing a bridge network takes Docker ~0.15 s, which
-    nobody waiting for the result needs to wait for. ``network-removed`` says
+    goes right after: removing a bridge network is slow for Docker, and
+    nobody waiting for the result needs to wait for it. ``network-removed`` says
     it is gone (``DockerExecutor.state`` finishes the removal should this
     process die in between).
     """
@@ -193,29 +185,25 @@ def finish(
     remove_containers(api, spec)
     write_exit(job_dir, state, reason, codes)
     remove_network(api, spec)
-    (job_dir / NETWORK_REMOVED_FILE).touch()
+    JobPaths(job_dir).network_removed.touch()
 
 
 def load_spec(job_dir: Path) -> dict[str, Any]:
-    return dict(json.loads((job_dir / SPEC_FILE).read_text()))
-
-
-def log_file(job_dir: Path, node: int) -> Path:
-    return job_dir / "logs" / f"node-{node}.log"
+    return dict(json.loads(JobPaths(job_dir).docker_spec.read_text()))
 
 
 # ---------------------------------------------------------------------- the watcher
 
 
-def supervise(api: Any, job_dir: Path, spec: dict[str, Any]) -> None:
+def supervise_containers(api: Any, job_dir: Path, spec: dict[str, Any]) -> None:
     """Follows logs, waits for every node, stops the rest on a failure, then finishes."""
     import docker.errors
 
     nodes = spec["nodes"]
-    (job_dir / "logs").mkdir(exist_ok=True)
+    paths = JobPaths(job_dir)
+    paths.logs.mkdir(exist_ok=True)
     pumps = [
-        threading.Thread(target=copy_logs, args=(api, n, log_file(job_dir, n["node"]), True))
-        for n in nodes
+        threading.Thread(target=copy_logs, args=(api, n, paths.log(n["node"]), True)) for n in nodes
     ]
     exits: queue.Queue[tuple[int, int | None]] = queue.Queue()
 
@@ -265,13 +253,13 @@ def watch(job_dir: Path, go_fd: int) -> int:
             return 1
     spec = load_spec(job_dir)
     api = docker.from_env(timeout=None).api  # the submitter's DOCKER_HOST, no read timeout
-    supervise(api, job_dir, spec)
+    supervise_containers(api, job_dir, spec)
     return 0
 
 
 def main() -> int:
     if len(sys.argv) != 3:
-        print("usage: _docker_supervisor.py JOB_DIR GO_FD", file=sys.stderr)
+        print("usage: supervisor.py JOB_DIR GO_FD", file=sys.stderr)
         return 2
     return watch(Path(sys.argv[1]), int(sys.argv[2]))
 

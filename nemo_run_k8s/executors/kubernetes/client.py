@@ -2,7 +2,7 @@
 
 ``kubernetes`` is imported only inside functions. One ``ApiClient`` per
 (kubeconfig, context) is created on first use and reused, so a sweep costs one
-request per job. Every failure becomes a :class:`~nemo_run_k8s.errors.SubmissionError`
+request per job. Every failure becomes a :class:`~nemo_run_k8s.errors.BackendError`
 that says what the API server refused and what to do.
 """
 
@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.errors import SubmissionError
-from nemo_run_k8s.executors.base import Handle, JobState
+from nemo_run_k8s.errors import BackendError, SubmissionError
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, GROUP, KIND, PLURAL
+from nemo_run_k8s.spec import Handle, JobState
 
-OUTCOME_PREFIX = "NEMO_RUN_K8S_OUTCOME "
 JOB_NAME_SELECTOR = "training.kubeflow.org/job-name"
 REPLICA_TYPE_SELECTOR = "training.kubeflow.org/replica-type"
 REPLICA_INDEX_SELECTOR = "training.kubeflow.org/replica-index"
@@ -88,7 +87,7 @@ def _new_conn(kubeconfig: str | None, context: str | None) -> Conn:
             config.load_incluster_config(client_configuration=cfg)
             where = "the in-cluster service account"
         elif path is None:
-            raise SubmissionError(
+            raise BackendError(
                 "no kubeconfig found (KUBECONFIG unset, ~/.kube/config missing, not in a pod): "
                 "point KUBECONFIG at your cluster's kubeconfig or pass kubeconfig=..."
             )
@@ -101,7 +100,7 @@ def _new_conn(kubeconfig: str | None, context: str | None) -> Conn:
                 context = (active or {}).get("name")
             where = f"context {context!r} of kubeconfig {path}"
     except config.ConfigException as err:
-        raise SubmissionError(
+        raise BackendError(
             f"cannot use kubeconfig {path} (context {context!r}): {err}; check the file and "
             "kube_context (kubectl config get-contexts lists them)"
         ) from err
@@ -123,39 +122,43 @@ def _object_missing(err: Any) -> bool:
 
 
 def _translate(err: Any, conn: Conn, verb: str, resource: str, ns: str, name: str) -> Exception:
-    """A :class:`SubmissionError` that says what the API server refused, and what to do."""
+    """An error that says what the API server refused, and what to do.
+
+    A refused ``create`` is a :class:`SubmissionError`; anything else a :class:`BackendError`.
+    """
+    error = SubmissionError if verb == "create" else BackendError
     body = _status_body(err)
     message = body.get("message") or str(err.reason or "")
     what = _RESOURCE_NAMES.get(resource, resource)
     if err.status == 401:
-        return SubmissionError(
+        return error(
             f"the API server {conn.server} rejected the credentials of {conn.where} "
             f"(401 Unauthorized): refresh them (e.g. re-run your cloud's get-credentials)"
         )
     if err.status == 403:
-        return SubmissionError(
+        return error(
             f"permission denied: cannot {verb!r} {what} in namespace {ns!r} ({message}). "
             f"The Helm chart helm/nemo-run-k8s grants this in its Role: "
             f"`helm install nemo-run-k8s helm/nemo-run-k8s -n {ns}`, then submit with its "
             f"ServiceAccount or bind the Role to your user."
         )
     if err.status == 404 and resource == "pytorchjobs" and not _object_missing(err):
-        return SubmissionError(
+        return error(
             f"the cluster at {conn.server} has no {what} API (404 for the resource type): "
             f"the Kubeflow training operator is not installed. Install it with: {OPERATOR_INSTALL}"
         )
     if err.status == 409:
-        return SubmissionError(
+        return error(
             f"name clash: a PyTorchJob named {name!r} already exists in namespace {ns!r}; "
             f"delete it (kubectl delete pytorchjob {name} -n {ns}) or submit with another name"
         )
     if err.status == 422:
         causes = body.get("details", {}).get("causes") or []
         fields = [f"{c.get('field', '?')}: {c.get('message', '')}" for c in causes] or [message]
-        return SubmissionError(
+        return error(
             f"the API server rejected {KIND} {name!r} as invalid:\n  " + "\n  ".join(fields)
         )
-    return SubmissionError(
+    return error(
         f"{verb} {what} {name!r} in namespace {ns!r} failed: HTTP {err.status} "
         f"{err.reason}: {message}"
     )
@@ -175,7 +178,7 @@ def call(
 ) -> Any:
     """Calls ``fn``; returns the JSON body as a dict (with ``raw``, the HTTP response).
 
-    Every failure becomes a :class:`SubmissionError` that says what to do. With
+    Every failure becomes a :class:`BackendError` that says what to do. With
     ``missing_ok``, a 404 for the named object returns None.
     """
     import urllib3
@@ -191,7 +194,7 @@ def call(
             return None
         raise _translate(err, conn, verb, resource, ns, name) from err
     except urllib3.exceptions.HTTPError as err:
-        raise SubmissionError(
+        raise (SubmissionError if verb == "create" else BackendError)(
             f"cannot reach the Kubernetes API server {conn.server} ({conn.where}): "
             f"{type(err).__name__}. Check that the cluster is up and that KUBECONFIG / "
             "kube_context point at it (kubectl cluster-info)."

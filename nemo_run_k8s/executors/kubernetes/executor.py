@@ -12,24 +12,16 @@ Every API call and the RBAC rule it needs (the Helm chart grants exactly these):
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nemo_run_k8s import labels as k8s_labels
-from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
-from nemo_run_k8s.executors.base import (
-    Executor,
-    Handle,
-    JobSpec,
-    JobState,
-    Plan,
-    Resources,
-    reject_unknown_options,
-)
+from nemo_run_k8s.errors import BackendError, InvalidOptionError
+from nemo_run_k8s.executors.base import Executor, reject_unknown_options
 from nemo_run_k8s.executors.kubernetes import client as kc
 from nemo_run_k8s.executors.kubernetes.manifest import (
     GROUP,
@@ -41,6 +33,8 @@ from nemo_run_k8s.executors.kubernetes.manifest import (
     job_name,
 )
 from nemo_run_k8s.executors.kubernetes.options import KubernetesOptions
+from nemo_run_k8s.runtime.contract import decode_outcome_line
+from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan
 
 if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
@@ -74,21 +68,18 @@ class ListedJob:
 class KubernetesExecutor(KubernetesOptions, Executor):
     """Runs a job as a Kubeflow PyTorchJob: ``num_nodes`` pods of ``nproc_per_node`` processes.
 
-    Options are described on :class:`~nemo_run_k8s.executors.kubernetes.manifest.KubernetesOptions`.
+    Options are described on :class:`~nemo_run_k8s.executors.kubernetes.options.KubernetesOptions`.
     """
 
     kind: ClassVar[str] = "k8s"
     poll_interval: ClassVar[float] = 1.0  # seconds between polls while waiting
     cancel_timeout: ClassVar[float] = 300.0  # seconds cancel() waits for pods to go
 
-    def resources(self) -> Resources:
-        return Resources(self.num_nodes, self.procs_per_node, self.gpus_per_node)
-
     def placeholder_image(self, bundle: Bundle) -> str:
         """The tag shown by a dry run; launch replaces it with the pushed digest."""
         return f"{self.image_repo}:{bundle.sha256[:16]}"
 
-    def plan(self, bundle: Bundle, job: JobSpec) -> Plan:
+    def plan(self, bundle: Bundle, job: JobIdentity) -> Plan:
         name = job_name(job.name, job.job_id)
         doc = build_pytorchjob(
             self,
@@ -119,22 +110,27 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         """
         if prebuilt and "@sha256:" in prebuilt:
             return prebuilt
-        from nemo_run_k8s.image import builder as job_image
+        from nemo_run_k8s.image.builder import build_image
+        from nemo_run_k8s.image.push import push_image
 
-        local = prebuilt or job_image.build_image(bundle, self).ref
+        local = prebuilt or build_image(bundle, self).ref
         key = (local, str(self.image_repo))
         if key not in _PUSHED:
-            _PUSHED[key] = job_image.push_image(local, str(self.image_repo))
+            _PUSHED[key] = push_image(local, str(self.image_repo))
         return _PUSHED[key]
 
-    def preflight(self) -> None:
+    def check_backend(self) -> None:
         """Checks that the cluster answers, the operator is installed, and we may list jobs."""
+        if self.code_dir is not None and not os.path.isdir(self.code_dir):
+            raise InvalidOptionError(
+                f"KubernetesExecutor(code_dir=...): {self.code_dir} is not a directory"
+            )
         conn = kc.connect(self.kubeconfig, self.kube_context)
         api = conn.custom().list_namespaced_custom_object
         ns = self.namespace
         kc.call(conn, "list", "pytorchjobs", ns, "", api, GROUP, VERSION, ns, PLURAL, limit=1)
 
-    def launch(self, plan: Plan, bundle: Bundle, job: JobSpec) -> Handle:
+    def launch(self, plan: Plan, bundle: Bundle, job: JobIdentity) -> Handle:
         doc = copy.deepcopy(plan.documents[0])
         image = self._resolve_image(bundle, job.image)
         for replica in doc["spec"]["pytorchReplicaSpecs"].values():
@@ -146,8 +142,6 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         name, ns = doc["metadata"]["name"], self.namespace
         api = conn.custom().create_namespaced_custom_object
         kc.call(conn, "create", "pytorchjobs", ns, name, api, GROUP, VERSION, ns, PLURAL, doc)
-        plan.documents[0] = doc  # the record keeps what was actually sent
-        plan.details["image"] = image
         return {
             "executor": self.kind,
             "name": name,
@@ -256,20 +250,15 @@ class KubernetesExecutor(KubernetesOptions, Executor):
 
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
-        """Rank 0's outcome, read from the last ``NEMO_RUN_K8S_OUTCOME`` line of the master log.
-
-        The line is a cloudpickle written by the job itself: trust it as you trust the job.
-        """
-        import cloudpickle
-
+        """Rank 0's outcome, read from the last outcome line of the master log."""
         conn = kc.handle_conn(handle)
         pod = cls._replica_pod(conn, handle, "master", 0)
         if pod is None or not kc.started(pod):
             return None
         for line in reversed(kc.read_log(conn, handle, pod["metadata"]["name"], tail_lines=20)):
-            if line.startswith(kc.OUTCOME_PREFIX):
-                status, value = cloudpickle.loads(base64.b64decode(line[len(kc.OUTCOME_PREFIX) :]))
-                return status, value
+            outcome = decode_outcome_line(line)
+            if outcome is not None:
+                return outcome
         return None
 
     @classmethod
@@ -286,7 +275,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         while pods := kc.list_pods(conn, handle):
             if time.monotonic() > deadline:
                 left = ", ".join(p["metadata"]["name"] for p in pods)
-                raise SubmissionError(
+                raise BackendError(
                     f"PyTorchJob {ns}/{name} was deleted but pods remain after "
                     f"{cls.cancel_timeout:.0f}s: {left}; check them with kubectl get pods -n {ns}"
                 )

@@ -1,9 +1,8 @@
-"""Kubernetes options, and the pure builder of Kubeflow PyTorchJob manifests.
+"""The pure builder of Kubeflow PyTorchJob manifests.
 
-Nothing here talks to a cluster. :class:`KubernetesOptions` holds the typed,
-validated options of :class:`~nemo_run_k8s.executors.kubernetes.executor.KubernetesExecutor`;
-:func:`build_pytorchjob` turns them into the exact dict that is sent to the API
-server; :func:`webhook_violations` re-checks that dict against the rules the
+Nothing here talks to a cluster. :func:`build_pytorchjob` turns the validated
+options (``options.KubernetesOptions``) into the exact dict that is sent to the
+API server; :func:`webhook_violations` re-checks that dict against the rules the
 Kubeflow training operator's validating webhook enforces (the CRD schema alone
 does not carry them), so a bad job is caught before any request.
 """
@@ -18,11 +17,12 @@ from typing import Any
 from nemo_run_k8s import labels as k8s_labels
 from nemo_run_k8s.errors import InvalidOptionError
 from nemo_run_k8s.executors.kubernetes.options import (
-    BUNDLE_ROOT,
     ConfigMapVolume,
     KubernetesOptions,
     PVCVolume,
 )
+from nemo_run_k8s.paths import image_bundle_path
+from nemo_run_k8s.runtime.contract import OUTCOME_IN_LOG_ENV
 
 GROUP = "kubeflow.org"
 VERSION = "v1"
@@ -31,7 +31,6 @@ KIND = "PyTorchJob"
 CONTAINER_NAME = "pytorch"
 REPLICA_TYPES = ("Master", "Worker")
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-OUTCOME_ENV = "NEMO_RUN_K8S_OUTCOME_IN_LOG"
 SHM_VOLUME = "dshm"
 
 # The operator names pods and Services "<job>-worker-<index>"; those must stay
@@ -58,7 +57,7 @@ def job_name(name: str, job_id: str) -> str:
 
 def entrypoint_command(bundle_sha256: str) -> list[str]:
     """The container command: run the bundle baked into the job image."""
-    return ["python3", "-m", "nemo_run_k8s.runtime.entrypoint", f"{BUNDLE_ROOT}/{bundle_sha256}"]
+    return ["python3", "-m", "nemo_run_k8s.runtime.entrypoint", image_bundle_path(bundle_sha256)]
 
 
 def _volumes(opts: KubernetesOptions) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -96,7 +95,7 @@ def _volumes(opts: KubernetesOptions) -> tuple[list[dict[str, Any]], list[dict[s
 def _container(opts: KubernetesOptions, image: str, command: list[str]) -> dict[str, Any]:
     env: list[dict[str, Any]] = [
         {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": OUTCOME_ENV, "value": "1"},
+        {"name": OUTCOME_IN_LOG_ENV, "value": "1"},
     ]
     env += [{"name": k, "value": v} for k, v in (opts.env_vars or {}).items()]
     env += [
@@ -206,7 +205,7 @@ def build_pytorchjob(
         "kind": KIND,
         "metadata": metadata,
         "spec": {
-            "nprocPerNode": str(opts.procs_per_node),
+            "nprocPerNode": str(opts.resources().nproc_per_node),
             "runPolicy": run_policy,
             "pytorchReplicaSpecs": replicas,
         },

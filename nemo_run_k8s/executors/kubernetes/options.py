@@ -8,14 +8,15 @@ what to write instead.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nemo_run_k8s import labels as k8s_labels
 from nemo_run_k8s.errors import InvalidOptionError
-
-BUNDLE_ROOT = "/opt/nemo_run_k8s/bundles"
+from nemo_run_k8s.paths import IMAGE_BUNDLE_ROOT
+from nemo_run_k8s.spec import DEFAULT_BASE_IMAGE, ImageSpec, Resources
 
 _QUANTITY_RE = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
@@ -136,7 +137,10 @@ class KubernetesOptions:
       num_nodes: pods; one Master plus ``num_nodes - 1`` Workers.
       gpus_per_node: ``nvidia.com/gpu`` limit of each pod.
       nproc_per_node: processes per pod (default: ``gpus_per_node``, or 1 without GPUs).
-      base_image: the image the job image is built on (default: the image module's).
+      base_image: the image the job image is built on (default:
+        ``nemo-run-k8s/cpu:local``); it needs python3 of this client's minor version.
+      code_dir: a directory baked into the job image at /workspace (importable);
+        modules under it are imported by reference instead of being pickled.
       cpu, memory: requests = limits per pod (``"8"``, ``"500m"``, ``"64Gi"``).
       shm_size: size of the in-memory ``/dev/shm`` (``None``: the container default).
       volumes: :class:`PVCVolume`, :class:`ConfigMapVolume`, :class:`SecretVolume`.
@@ -168,6 +172,7 @@ class KubernetesOptions:
     gpus_per_node: int = 0
     nproc_per_node: int | None = None
     base_image: str | None = None
+    code_dir: str | None = None
     cpu: str | int | float | None = None
     memory: str | None = None
     shm_size: str | None = "16Gi"
@@ -195,9 +200,13 @@ class KubernetesOptions:
     def __post_init__(self) -> None:
         self._validate()
 
-    @property
-    def procs_per_node(self) -> int:
-        return self.nproc_per_node or max(self.gpus_per_node, 1)
+    def resources(self) -> Resources:
+        """Pods, processes per pod (default: one per GPU, or 1) and GPUs per pod."""
+        nproc = self.nproc_per_node or max(self.gpus_per_node, 1)
+        return Resources(self.num_nodes, nproc, self.gpus_per_node)
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.base_image or DEFAULT_BASE_IMAGE, self.code_dir)
 
     def secret_refs(self) -> dict[str, tuple[str, str]]:
         """``secret_env_vars`` as ``{ENV: (secret name, key)}``."""
@@ -225,7 +234,7 @@ class KubernetesOptions:
         _check_int("num_nodes", self.num_nodes, 1)
         _check_int("gpus_per_node", self.gpus_per_node, 0)
         _check_int("nproc_per_node", self.nproc_per_node, 1, allow_none=True)
-        if self.gpus_per_node and self.procs_per_node > self.gpus_per_node:
+        if self.gpus_per_node and self.resources().nproc_per_node > self.gpus_per_node:
             raise _fail(
                 "nproc_per_node",
                 f"{self.nproc_per_node} processes on {self.gpus_per_node} GPUs per node",
@@ -233,6 +242,10 @@ class KubernetesOptions:
             )
         if self.base_image is not None and not isinstance(self.base_image, str):
             raise _fail("base_image", f"expected an image reference, got {self.base_image!r}")
+        if self.code_dir is not None:
+            if not isinstance(self.code_dir, (str, os.PathLike)):
+                raise _fail("code_dir", f"expected a directory path, got {self.code_dir!r}")
+            self.code_dir = os.path.abspath(os.fspath(self.code_dir))
         self.cpu = _check_quantity("cpu", self.cpu, "8")
         self.memory = _check_quantity("memory", self.memory, "64Gi")
         self.shm_size = _check_quantity("shm_size", self.shm_size, "16Gi")
@@ -304,7 +317,7 @@ class KubernetesOptions:
             path = volume.mount_path
             if not isinstance(path, str) or not path.startswith("/"):
                 raise _fail("volumes", f"mount_path {path!r} is not an absolute path")
-            reserved = ("/dev/shm", BUNDLE_ROOT)
+            reserved = ("/dev/shm", IMAGE_BUNDLE_ROOT)
             if path.rstrip("/") in seen or any(
                 path.rstrip("/") == r or path.startswith(r + "/") for r in reserved
             ):

@@ -18,7 +18,6 @@ or with ``fork=False``, they are new interpreters
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import socket
@@ -30,15 +29,7 @@ from typing import Any, BinaryIO
 
 from nemo_run_k8s.config.script import _check_env
 from nemo_run_k8s.errors import InvalidOptionError, SubmissionError
-from nemo_run_k8s.executors.base import (
-    Handle,
-    JobSpec,
-    JobState,
-    Plan,
-    Resources,
-    node_env,
-    reject_unknown_options,
-)
+from nemo_run_k8s.executors.base import reject_unknown_options
 from nemo_run_k8s.executors.fork import fork_child, wait_child
 from nemo_run_k8s.executors.host import (
     CHILDREN,
@@ -49,6 +40,10 @@ from nemo_run_k8s.executors.host import (
     start_time,
 )
 from nemo_run_k8s.executors.local import supervisor as _supervisor
+from nemo_run_k8s.exit_status import ExitStatus
+from nemo_run_k8s.paths import JobPaths
+from nemo_run_k8s.runtime.contract import node_env
+from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan, Resources
 
 _SUPERVISOR = str(Path(_supervisor.__file__).resolve())
 
@@ -63,7 +58,7 @@ class LocalExecutor(HostExecutor):
       env_vars: extra environment variables for the job (strings).
       workdir: the job's working directory (default: the current directory).
       fork: start the job as a fork of the submitting process when that is safe,
-        which skips interpreter start-up and imports (~0.3 s). The job sees the
+        which skips interpreter start-up and imports. The job sees the
         submitter's imported modules and ``sys.path``; its environment, working
         directory, signals and exit handlers are its own. False: always a new
         interpreter, as in a container.
@@ -90,8 +85,9 @@ class LocalExecutor(HostExecutor):
     def resources(self) -> Resources:
         return Resources(num_nodes=1, nproc_per_node=self.nproc_per_node, gpus_per_node=0)
 
-    def plan(self, bundle: Any, job: JobSpec) -> Plan:
-        output_dir = job.job_dir / "output"
+    def plan(self, bundle: Any, job: JobIdentity) -> Plan:
+        paths = JobPaths(job.job_dir)
+        output_dir = paths.output
         command = [sys.executable, "-m", "nemo_run_k8s.runtime.entrypoint", str(bundle.path)]
         command += ["--output", str(output_dir)]
         return self._plan(
@@ -111,12 +107,12 @@ class LocalExecutor(HostExecutor):
                         **(self.env_vars or {}),
                     },
                     "workdir": self.workdir or os.getcwd(),
-                    "logs": str(job.job_dir / "logs" / "node-0.log"),
+                    "logs": str(paths.log(0)),
                 }
             ],
         )
 
-    def launch(self, plan: Plan, bundle: Any, job: JobSpec) -> Handle:
+    def launch(self, plan: Plan, bundle: Any, job: JobIdentity) -> Handle:
         spec = plan.documents[0]
         log_file = Path(spec["logs"])
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -140,30 +136,32 @@ class LocalExecutor(HostExecutor):
             "start_time": start_time(pid),
             "started": started,
             "job_dir": str(job.job_dir),
-            "output_dir": str(job.job_dir / "output"),
+            "output_dir": str(JobPaths(job.job_dir).output),
             "log_files": [str(log_file)],
         }
 
     @classmethod
     def state(cls, handle: Handle) -> JobState:
-        job_dir = Path(handle["job_dir"])
-        cancelled = (job_dir / "cancel-requested").exists()
-        try:
-            status = json.loads((job_dir / "exit.json").read_text())
-        except FileNotFoundError:
-            if alive(handle):
-                return JobState.RUNNING
-            return JobState.CANCELLED if cancelled else JobState.FAILED
-        if status["cancelled"]:
-            return JobState.CANCELLED
-        return JobState.SUCCEEDED if status["returncode"] == 0 else JobState.FAILED
+        paths = JobPaths(Path(handle["job_dir"]))
+        status = ExitStatus.read(paths.exit_status)
+        if status is not None:
+            return JobState(status.state)
+        if alive(handle):
+            return JobState.RUNNING
+        return JobState.CANCELLED if paths.cancel_requested.exists() else JobState.FAILED
+
+    @classmethod
+    def reason(cls, handle: Handle) -> str:
+        status = ExitStatus.read(JobPaths(Path(handle["job_dir"])).exit_status)
+        if status is None:
+            return "" if alive(handle) else "the job's supervisor ended without recording an exit"
+        return status.reason if status.state == JobState.FAILED.value else ""
 
     @classmethod
     def cancel(cls, handle: Handle, grace_seconds: float = 10.0) -> None:
-        job_dir = Path(handle["job_dir"])
         if cls.state(handle).is_terminal:
             return
-        (job_dir / "cancel-requested").touch()
+        JobPaths(Path(handle["job_dir"])).cancel_requested.touch()
         pgid = handle["pid"]
         _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
@@ -195,7 +193,7 @@ def _forked_job(
         )
         return wait_child(pid)
 
-    return lambda: _supervisor.supervise(str(job_dir), str(log), start)
+    return lambda: _supervisor.supervise_process(str(job_dir), str(log), start)
 
 
 def _free_port() -> int:

@@ -1,0 +1,113 @@
+"""What NeMo-Run does to arguments when a config is created, done the same way here.
+
+- A dataclass instance given as an argument becomes a ``run.Config`` of its
+  class with its fields (nested dataclasses, and those inside lists, tuples and
+  dicts, too), so ``broadcast``, ``walk`` and YAML reach inside it and the job
+  builds an equal object. A dataclass with ``init=False`` fields holds state
+  its constructor cannot set; it is refused with the fix: write the
+  ``run.Config`` yourself.
+- A parameter annotated ``Annotated[Optional[X], run.Config[X]]`` (or
+  ``run.Partial[X]``) that is left unset gets ``run.Config(X)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import fiddle as fdl
+
+from nemo_run_k8s.errors import ConfigError
+
+
+def convert_argument(value: Any, config_cls: type[fdl.Config[Any]]) -> Any:
+    """``value`` with every dataclass instance in it replaced by a ``config_cls`` of it."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        hidden = [f.name for f in dataclasses.fields(value) if not f.init]
+        if hidden:
+            raise ConfigError(
+                f"a {cls.__qualname__} instance was given as an argument; configs hold dataclass "
+                f"instances as run.Config({cls.__qualname__}, ...) of their fields, but "
+                f"{', '.join(hidden)} cannot be passed to {cls.__qualname__}() (init=False), "
+                f"so the job could not rebuild it. Pass run.Config({cls.__qualname__}, ...) "
+                "instead, with the arguments that create it."
+            )
+        fields = {
+            f.name: convert_argument(getattr(value, f.name), config_cls)
+            for f in dataclasses.fields(value)
+        }
+        return config_cls(cls, **fields)
+    if type(value) in (list, tuple):
+        items = [convert_argument(v, config_cls) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return type(value)(items)
+    if type(value) is dict:
+        new = {k: convert_argument(v, config_cls) for k, v in value.items()}
+        return value if all(new[k] is value[k] for k in value) else new
+    return value
+
+
+def config_defaults(fn: Any) -> dict[str, Callable[[], fdl.Buildable]]:
+    """``{parameter: make default}`` for the target's ``Annotated[Optional[X], run.Config[X]]``."""
+    try:
+        return _config_defaults(fn)
+    except TypeError:  # an unhashable target: not cached
+        return _config_defaults.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _config_defaults(fn: Any) -> dict[str, Callable[[], fdl.Buildable]]:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if not any(_maybe_annotated(p.annotation) for p in params.values()):
+        return {}  # the common case: no need to resolve the annotations
+    hints = _hints(fn)
+    defaults = {}
+    for name in params:
+        made = _default_config(hints.get(name))
+        if made is not None:
+            defaults[name] = made
+    return defaults
+
+
+def _maybe_annotated(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return "Annotated" in annotation or "OptionalDefault" in annotation
+    return typing.get_origin(annotation) is typing.Annotated
+
+
+def _hints(fn: Any) -> dict[str, Any]:
+    targets = [getattr(fn, "__init__", fn), fn] if isinstance(fn, type) else [fn]
+    for target in targets:
+        try:
+            hints = typing.get_type_hints(target, include_extras=True)
+        except Exception:  # names that do not resolve: nothing to fill
+            continue
+        if hints:
+            return hints
+    return {}
+
+
+def _default_config(hint: Any) -> Callable[[], fdl.Buildable] | None:
+    """``run.Config(X)`` maker for ``Annotated[Optional[X], run.Config[X]]``, else None."""
+    if typing.get_origin(hint) is not typing.Annotated:
+        return None
+    optional, *metadata = typing.get_args(hint)
+    options = typing.get_args(optional)
+    if type(None) not in options:
+        return None
+    for meta in metadata:
+        buildable = typing.get_origin(meta) or meta  # run.Config[X], or a bare run.Config
+        if isinstance(buildable, type) and issubclass(buildable, fdl.Buildable):
+            targets = typing.get_args(meta) or tuple(o for o in options if o is not type(None))
+            if len(targets) == 1:
+                return functools.partial(buildable, targets[0])
+    return None
