@@ -57,7 +57,10 @@ def main(out_path: str, ref: str, binary: str, *entrypoint: str) -> None:
                 {
                     "mediaType": "application/vnd.oci.image.manifest.v1+json",
                     **man,
-                    "annotations": {"io.containerd.image.name": ref, "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1]},
+                    "annotations": {
+                        "io.containerd.image.name": ref,
+                        "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1],
+                    },
                     "platform": {"architecture": "amd64", "os": "linux"},
                 }
             ],

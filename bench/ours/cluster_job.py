@@ -12,8 +12,9 @@ import json
 import sys
 import time
 
-import nemo_run_k8s as run
 from bench_tasks import allreduce_sum  # type: ignore[import-not-found]
+
+import nemo_run_k8s as run
 
 
 def main() -> None:

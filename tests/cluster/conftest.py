@@ -1,7 +1,8 @@
 """Fixtures for the tests against a real Kubernetes cluster (marker ``cluster``).
 
-The cluster is the one ``NRK_CLUSTER_KUBECONFIG`` (else ``KUBECONFIG``) points at, with admin rights (CI: ``.ci/setup-k8s.sh``,
-a real API server, kubelet and the Kubeflow training operator v1.9 on this machine). It needs:
+The cluster is the one ``NRK_CLUSTER_KUBECONFIG`` (else ``KUBECONFIG``) points at, with admin
+rights (CI: ``.ci/setup-k8s.sh``, a real API server, kubelet and the Kubeflow training operator
+v1.9 on this machine). It needs:
 
 - the PyTorchJob CRD and the training operator (its webhook included);
 - a registry the test machine pushes job images to and the cluster pulls from:
@@ -126,7 +127,9 @@ class Cluster:
         ]
         self.certificates.replace_certificate_signing_request_approval(name, csr_obj)
         deadline = time.monotonic() + 60
-        while not (cert := self.certificates.read_certificate_signing_request(name).status.certificate):
+        while not (
+            cert := self.certificates.read_certificate_signing_request(name).status.certificate
+        ):
             assert time.monotonic() < deadline, f"CSR {name} was approved but never signed"
             time.sleep(0.5)
         self.certificates.delete_certificate_signing_request(name)

@@ -76,5 +76,7 @@ def test_unbound_user_gets_a_clear_403(
     assert f"cannot 'list' pytorchjobs.kubeflow.org in namespace '{namespace}'" in message
     assert "nrk-stranger" in message  # the API server's own words name the user
     assert "helm install" in message  # and we say what to do
-    jobs = cluster.custom.list_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs")
+    jobs = cluster.custom.list_namespaced_custom_object(
+        "kubeflow.org", "v1", namespace, "pytorchjobs"
+    )
     assert [j for j in jobs["items"] if j["metadata"]["name"].startswith("stranger")] == []
