@@ -7,6 +7,7 @@ A :class:`JobProgram` is a timeline measured from the job's creation; a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import time
@@ -20,6 +21,8 @@ class JobProgram:
     ``problem``: None, ``"ImagePullBackOff"``, ``"Unschedulable"`` (pods pending
     since ``unschedulable_for`` seconds before creation), ``"OOMKilled"`` or
     ``"Error"`` (the master fails at ``finish_after`` with ``termination_message``).
+    ``past_backoff_limit``: the failure crosses ``runPolicy.backoffLimit``, and the real operator
+    (v1.9) then deletes every pod of the job, whatever ``cleanPodPolicy`` says.
     """
 
     pods_after: float = 0.0
@@ -32,6 +35,7 @@ class JobProgram:
     unschedulable_for: float = 0.0
     pod_linger: float = 0.2  # pods stay (terminating) this long after the job is deleted
     warning_events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    past_backoff_limit: bool = False
 
 
 def now_iso(at: float | None = None) -> str:
@@ -74,6 +78,8 @@ class SimJob:
     def pods_exist(self) -> bool:
         if self.elapsed() < self.program.pods_after:
             return False
+        if self.program.past_backoff_limit and self.phase() == "Failed":
+            return False
         return self.deleted is None or time.time() < self.deleted + self.program.pod_linger
 
     def phase(self) -> str:
@@ -101,11 +107,7 @@ class SimJob:
         return shown
 
     def conditions(self) -> list[dict[str, Any]]:
-        name, ns, phase = (
-            self.obj["metadata"]["name"],
-            self.obj["metadata"]["namespace"],
-            self.phase(),
-        )
+        name, phase = self.obj["metadata"]["name"], self.phase()
         created = now_iso(self.created)
 
         def cond(ctype: str, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -124,10 +126,12 @@ class SimJob:
         running = "True" if phase == "Running" else "False"
         out.append(cond("Running", running, "PyTorchJobRunning", f"PyTorchJob {name} is running."))
         if phase == "Succeeded":
-            msg = f"PyTorchJob {ns}/{name} successfully completed."
+            msg = f"PyTorchJob {name} is successfully completed."  # the operator v1.9's words
             out.append(cond("Succeeded", "True", "PyTorchJobSucceeded", msg))
         elif phase == "Failed":
-            msg = f"PyTorchJob {ns}/{name} has failed because 1 Master replica(s) failed."
+            msg = f"PyTorchJob {name} is failed because 1 Master replica(s) failed."
+            if self.program.past_backoff_limit:
+                msg = f"Job {name} has failed because it has reached the specified backoff limit"
             out.append(cond("Failed", "True", "PyTorchJobFailed", msg))
         return out
 
@@ -155,7 +159,12 @@ class SimJob:
         state: dict[str, Any]
         conditions: list[dict[str, Any]] = []
         if p.problem == "ImagePullBackOff":
-            msg = f'Back-off pulling image "{image}"'
+            # What kubelet 1.34 with containerd says for a digest the registry does not have.
+            msg = (
+                f'Back-off pulling image "{image}": ErrImagePull: rpc error: code = NotFound '
+                f'desc = failed to pull and unpack image "{image}": failed to resolve reference '
+                f'"{image}": {image}: not found'
+            )
             state = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
         elif p.problem == "Unschedulable":
             state = {}
@@ -164,7 +173,11 @@ class SimJob:
                     "type": "PodScheduled",
                     "status": "False",
                     "reason": "Unschedulable",
-                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                    "message": (
+                        "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. no new claims "
+                        "to deallocate, preemption: 0/3 nodes are available: 3 Preemption is "
+                        "not helpful for scheduling."
+                    ),
                     "lastTransitionTime": now_iso(self.created - p.unschedulable_for),
                 }
             )
@@ -201,10 +214,27 @@ class SimJob:
         if self.deleted is not None:
             pod_meta["deletionTimestamp"] = now_iso(self.deleted)
         pod_phase = phase if replica == "master" or phase != "Failed" else "Succeeded"
+        spec = copy.deepcopy(template["spec"])
+        status: dict[str, Any] = {
+            "phase": pod_phase,
+            "conditions": conditions,
+            "containerStatuses": statuses,
+        }
+        if replica == "worker":
+            # As the real operator does: workers first wait for the master's DNS name.
+            master = f"{meta['name']}-master-0"
+            spec["initContainers"] = [
+                {"name": "init-pytorch", "image": "init:test", "command": ["wait", master, "100"]}
+            ]
+            if phase != "Pending":
+                done = {"exitCode": 0, "reason": "Completed"}
+                status["initContainerStatuses"] = [
+                    {"name": "init-pytorch", "ready": True, "state": {"terminated": done}}
+                ]
         return {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": pod_meta,
-            "spec": template["spec"],
-            "status": {"phase": pod_phase, "conditions": conditions, "containerStatuses": statuses},
+            "spec": spec,
+            "status": status,
         }
