@@ -66,3 +66,15 @@ def test_gpu_on_a_gpu_less_node_fails_with_the_schedulers_reason(executor: Any) 
     reason = job.reason()
     assert "Insufficient nvidia.com/gpu" in reason, reason
     job.cancel()
+
+
+def test_restarts_past_the_backoff_limit_still_say_why(executor: Any) -> None:
+    # The default restart policy: the container restarts in place until backoff_limit; then the
+    # operator deletes the pods (cleanPodPolicy or not). What is left to say why: its events.
+    ex = executor(restart_policy="OnFailure", backoff_limit=1)
+    job = run.submit(run.Partial(tasks.raises), ex, name="restarts")
+    assert job.wait(timeout=300) is run.JobState.FAILED
+    error = job.exception()
+    assert error is not None
+    assert "backoff limit" in str(error), str(error)
+    assert "broken on purpose in the pod" in str(error), str(error)
