@@ -35,6 +35,7 @@ __all__ = [
     "NemoRunError",
     "PVCVolume",
     "Partial",
+    "RecordsError",
     "Script",
     "SecretVolume",
     "SubmissionError",
@@ -68,6 +69,7 @@ _LAZY = {
     "JobFailed": "nemo_run_k8s.errors",
     "JobNotFoundError": "nemo_run_k8s.errors",
     "NemoRunError": "nemo_run_k8s.errors",
+    "RecordsError": "nemo_run_k8s.errors",
     "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
     "JobState": "nemo_run_k8s.spec",
@@ -117,6 +119,7 @@ if TYPE_CHECKING:
         JobFailed,
         JobNotFoundError,
         NemoRunError,
+        RecordsError,
         SubmissionError,
     )
     from nemo_run_k8s.executors.docker.executor import DockerExecutor

@@ -46,6 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # a bug, or a fault nothing translated: still one line
+        import os
+
+        if os.environ.get("NEMO_RUN_K8S_DEBUG"):
+            raise
+        print(
+            f"error: {type(err).__name__}: {err} (unexpected; run again with "
+            "NEMO_RUN_K8S_DEBUG=1 for the traceback, and report it)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 # --------------------------------------------------------------------------- parser
@@ -277,17 +288,20 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from nemo_run_k8s.bundle.files import Bundle
     from nemo_run_k8s.paths import JobPaths
 
     job = _job(args.job_id)
     bundle_dir = JobPaths(Path(job.record.job_dir)).bundle
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest = Bundle.open(bundle_dir).manifest  # a damaged manifest is a BundleError
     if args.format == "manifest":
         print(json.dumps(manifest, indent=2))
     elif args.format == "yaml" and (bundle_dir / "config.yaml").exists():
         print((bundle_dir / "config.yaml").read_text(), end="")
     else:
-        print(manifest["flattened_config"])
+        if args.format == "yaml" and manifest.get("config_yaml_omitted"):
+            print(f"# no config.yaml: {manifest['config_yaml_omitted']}", file=sys.stderr)
+        print(manifest.get("flattened_config", ""))
     return 0
 
 

@@ -36,6 +36,10 @@ class SubmissionError(BackendError):
     """A backend refused or failed to start a job: nothing of it runs."""
 
 
+class RecordsError(NemoRunError):
+    """The job records (SQLite, under ``$NEMO_RUN_K8S_HOME``) cannot be read or written."""
+
+
 class JobNotFoundError(NemoRunError, LookupError):
     """No job record has the given id."""
 

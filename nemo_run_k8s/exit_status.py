@@ -23,6 +23,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+_STATES = ("SUCCEEDED", "FAILED", "CANCELLED")
+
 
 @dataclasses.dataclass(frozen=True)
 class ExitStatus:
@@ -49,13 +51,26 @@ class ExitStatus:
 
     @classmethod
     def read(cls, path: Path) -> ExitStatus | None:
-        """The recorded status, or None when nothing has been written yet."""
+        """The recorded status, or None when nothing has been written yet.
+
+        A damaged file (it is written whole or not at all, so only something
+        else can damage it) reads as FAILED, saying so: how the job ended is
+        no longer known, and it has ended.
+        """
         try:
             data: dict[str, Any] = json.loads(path.read_text())
+            codes = {int(node): code for node, code in data.get("exit_codes", {}).items()}
+            state = str(data["state"])
+            if state not in _STATES:
+                raise ValueError(f"unknown state {state!r}")
+            return cls(state, str(data.get("reason", "")), codes)
         except FileNotFoundError:
             return None
-        codes = {int(node): code for node, code in data.get("exit_codes", {}).items()}
-        return cls(str(data["state"]), str(data.get("reason", "")), codes)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            return cls(
+                "FAILED",
+                f"{path} is damaged ({type(err).__name__}: {err}); how the job ended is not known",
+            )
 
 
 def describe_exit(returncode: int, what: str = "the job") -> str:

@@ -7,6 +7,7 @@ answered by the backend through the handle stored in the record, so
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -80,6 +81,13 @@ class Job:
 
     def wait(self, timeout: float | None = None) -> JobState:
         """Waits until the job ends (or ``timeout`` seconds pass) and returns its state."""
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or math.isnan(timeout)
+            or timeout < 0
+        ):
+            raise ValueError(f"timeout must be seconds >= 0 (or None: no limit), got {timeout!r}")
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = _POLL_START
         while True:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.errors import JobNotFoundError
+from nemo_run_k8s.errors import JobNotFoundError, RecordsError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -48,7 +48,8 @@ def home() -> Path:
     """The per-user directory holding the records database and job directories."""
     override = os.environ.get("NEMO_RUN_K8S_HOME")
     if override:
-        return Path(override).expanduser()
+        # Absolute: jobs run in other working directories (LocalExecutor(workdir=...)).
+        return Path(override).expanduser().absolute()
     state = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
     return Path(state) / "nemo_run_k8s"
 
@@ -86,16 +87,47 @@ class Records:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        """A connection; a database or directory that cannot be used is a :class:`RecordsError`."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RecordsError(
+                f"cannot create the job records directory {self.root}: {err.strerror}. Set "
+                "NEMO_RUN_K8S_HOME to a directory you can write to."
+            ) from err
+        try:
+            conn = sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)
+        except sqlite3.Error as err:
+            raise self._records_error(err) from err
         try:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             yield conn
+        except sqlite3.IntegrityError:  # a caller's mistake (a duplicate id), not the file's
+            raise
+        except sqlite3.Error as err:
+            raise self._records_error(err) from err
         finally:
             conn.close()
+
+    def _records_error(self, err: sqlite3.Error) -> RecordsError:
+        text = str(err)
+        if isinstance(err, sqlite3.DatabaseError) and (
+            "not a database" in text or "malformed" in text
+        ):
+            return RecordsError(
+                f"the job records {self.db_path} are damaged ({text}). Move the file aside "
+                f"(mv {self.db_path} {self.db_path}.damaged) to start a new one, or set "
+                "NEMO_RUN_K8S_HOME to another directory."
+            )
+        if "readonly" in text or "unable to open" in text:
+            return RecordsError(
+                f"cannot write the job records {self.db_path} ({text}): make the file and its "
+                "directory writable, or set NEMO_RUN_K8S_HOME to a directory you can write to."
+            )
+        return RecordsError(f"the job records {self.db_path} cannot be used: {text}")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

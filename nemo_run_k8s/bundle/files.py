@@ -31,8 +31,9 @@ from typing import Any
 
 import cloudpickle
 
+from nemo_run_k8s.bundle.describe import remembering
 from nemo_run_k8s.bundle.pickling import by_value_modules, imports_by_reference, pickle_task
-from nemo_run_k8s.bundle.tasks import describe_target, describe_task, task_kind, try_yaml
+from nemo_run_k8s.bundle.tasks import describe_target, describe_task, task_kind, yaml_or_reason
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import BundleError
 from nemo_run_k8s.paths import image_bundle_path
@@ -62,12 +63,31 @@ class Bundle:
     def open(cls, path: str | os.PathLike[str]) -> Bundle:
         """Reads a bundle's manifest (checks nothing else; see :meth:`verify`)."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise BundleError(
+                f"{path} is a file, not a job bundle (a directory with manifest.json)"
+            )
         try:
-            manifest = json.loads((path / "manifest.json").read_text())
+            manifest = json.loads((path / "manifest.json").read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise BundleError(f"{path} is not a job bundle: it has no manifest.json") from None
+        except UnicodeDecodeError as err:
+            raise BundleError(
+                f"{path}/manifest.json is not UTF-8 text ({err.reason}); "
+                "the bundle is damaged: resubmit the job"
+            ) from err
         except json.JSONDecodeError as err:
-            raise BundleError(f"{path}/manifest.json is not valid JSON: {err}") from err
+            raise BundleError(
+                f"{path}/manifest.json is not valid JSON ({err}); the bundle is "
+                "damaged or was cut short: resubmit the job"
+            ) from err
+        except OSError as err:
+            raise BundleError(f"cannot read {path}/manifest.json: {err.strerror}") from err
+        if not isinstance(manifest, dict):
+            raise BundleError(
+                f"{path}/manifest.json holds a JSON {type(manifest).__name__}, not an object; "
+                "the bundle is damaged: resubmit the job"
+            )
         return cls(path, manifest)
 
     def verify(self) -> None:
@@ -83,7 +103,15 @@ class Bundle:
                 f"{_own_version()} (it reads format {FORMAT_VERSION}): submit the job with "
                 "the same nemo_run_k8s version as the one in the image"
             )
-        actual = content_hash(self.path)
+        problems = _manifest_problems(self.manifest)
+        if problems:
+            raise BundleError(
+                f"{self.path}/manifest.json is damaged ({'; '.join(problems)}): resubmit the job"
+            )
+        try:
+            actual = content_hash(self.path)
+        except OSError as err:
+            raise BundleError(f"cannot read bundle {self.path}: {err}; resubmit the job") from err
         if actual != self.manifest.get("sha256"):
             raise BundleError(
                 f"bundle {self.path} is corrupt: content hash {actual[:12]} does not match "
@@ -103,6 +131,27 @@ class Bundle:
         """Unpickles the task without checks: only for a bundle :meth:`verify` has passed."""
         with open(self.path / "task.pkl", "rb") as f:
             return cloudpickle.load(f)
+
+
+#: What the entrypoint reads of a manifest, and the type each must have.
+_REQUIRED = {"sha256": str, "task_kind": str, "python": str, "resources": dict}
+
+
+def _manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    problems = []
+    for key, kind in _REQUIRED.items():
+        if key not in manifest:
+            problems.append(f"no {key!r}")
+        elif not isinstance(manifest[key], kind):
+            problems.append(f"{key!r} is a {type(manifest[key]).__name__}, not a {kind.__name__}")
+    if problems:
+        return problems
+    if manifest["task_kind"] not in ("config", "partial", "script"):
+        problems.append(f"task_kind {manifest['task_kind']!r} is not config, partial or script")
+    nproc = manifest["resources"].get("nproc_per_node")
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        problems.append(f"resources.nproc_per_node is {nproc!r}, not an integer >= 1")
+    return problems
 
 
 def python_mismatch(pickled_with: str, runs: str, where: str) -> BundleError:
@@ -130,6 +179,13 @@ def make_bundle(
     Raises :class:`BundleError` naming the config path of anything that cannot
     be pickled; nothing is written then.
     """
+    with remembering():  # the task is walked several times: large containers are typed once
+        return _make_bundle(task, dest, resources, code_dirs)
+
+
+def _make_bundle(
+    task: Any, dest: str | os.PathLike[str], resources: Resources | None, code_dirs: tuple[str, ...]
+) -> Bundle:
     kind = task_kind(task)
     script_text = task.text() if isinstance(task, Script) else None
     by_value = by_value_modules(task, code_dirs)
@@ -153,10 +209,15 @@ def make_bundle(
         "imports": imports_by_reference(task, by_value),
         "flattened_config": describe_task(task),
     }
-    yaml_text = try_yaml(task)
+    yaml_text, no_yaml = yaml_or_reason(task)
+    if yaml_text is None:
+        manifest["config_yaml_omitted"] = no_yaml
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    except OSError as err:
+        raise _unwritable(dest, err) from err
     try:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
@@ -170,10 +231,19 @@ def make_bundle(
                 return existing
             shutil.rmtree(dest)
         os.rename(tmp, dest)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise _unwritable(dest, err) from err
         raise
     return Bundle(dest, manifest)
+
+
+def _unwritable(dest: Path, err: OSError) -> BundleError:
+    return BundleError(
+        f"cannot write the job's bundle {dest}: {err.strerror or err}. Free some space, or set "
+        "NEMO_RUN_K8S_HOME to a directory you can write to."
+    )
 
 
 def content_hash(path: Path) -> str:

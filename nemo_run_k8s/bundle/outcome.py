@@ -33,9 +33,19 @@ def write_outcome(output_dir: Path, status: str, value: Any) -> None:
 
 def read_outcome(output_dir: Path) -> tuple[str, Any] | None:
     """Rank 0's outcome, or None when it has not been written."""
+    path = output_dir / OUTCOME_FILE
     try:
-        data = (output_dir / OUTCOME_FILE).read_bytes()
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    status, value = cloudpickle.loads(data)
+    try:
+        status, value = cloudpickle.loads(data)
+    except Exception as err:
+        from nemo_run_k8s.errors import BundleError
+
+        raise BundleError(
+            f"the job's result {path} cannot be read ({type(err).__name__}: {err}): the file is "
+            "damaged, or holds a type this process cannot import; the job's logs "
+            "(nemo-run-k8s logs ID) still show what it did"
+        ) from err
     return status, value

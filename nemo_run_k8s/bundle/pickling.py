@@ -23,7 +23,7 @@ import cloudpickle
 import fiddle as fdl
 from fiddle import history as fdl_history
 
-from nemo_run_k8s.config.buildables import iter_values
+from nemo_run_k8s.bundle.describe import deepest, iter_values
 from nemo_run_k8s.errors import BundleError
 
 
@@ -39,7 +39,21 @@ def pickle_task(task: Any, by_value: set[str]) -> bytes:
         try:
             return cloudpickle.dumps(task, protocol=4)
         except Exception as err:
+            if isinstance(err, RecursionError) or isinstance(err.__cause__, RecursionError):
+                raise _too_deep(task) from None
             raise _unpicklable(task, err) from err
+
+
+def _too_deep(task: Any) -> BundleError:
+    path, depth = deepest(task)
+    if len(path) > 120:
+        path = f"{path[:60]} ... {path[-40:]}"
+    return BundleError(
+        f"the task is nested too deeply to pickle: {path} is {depth} levels down, beyond "
+        "Python's recursion limit (building it in the job would fail the same way). Flatten "
+        "the config, e.g. pass a list of configs instead of nesting each in the next. "
+        "Nothing was launched."
+    )
 
 
 def _unpicklable(task: Any, err: Exception) -> BundleError:
@@ -52,6 +66,9 @@ def _unpicklable(task: Any, err: Exception) -> BundleError:
             cloudpickle.dumps(value)
         except Exception as value_err:
             problems.append(f"{path}: {_short_error(value_err)}")
+        if len(problems) > 10:
+            problems[10:] = ["... and more"]
+            break
     if not problems:
         problems.append(f"<root>: {_short_error(err)}")
     return BundleError(

@@ -6,7 +6,8 @@ from typing import Any
 
 import fiddle as fdl
 
-from nemo_run_k8s.config.buildables import format_flat, target_name
+from nemo_run_k8s.bundle import describe
+from nemo_run_k8s.config.buildables import target_name
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import ConfigError
 
@@ -61,9 +62,13 @@ def _return_type(fn: Any) -> type | None:
 
 
 def describe_task(task: Any) -> str:
+    """The flattened config (a script: its command line and text), at most a few dozen KiB."""
     if isinstance(task, Script):
-        return task.describe()
-    return format_flat(task)
+        text = task.describe()
+        if len(text) > describe.MAX_TEXT:
+            text = text[: describe.MAX_TEXT] + f"\n... (cut: {len(text):,} characters in all)"
+        return text
+    return describe.flattened(task)
 
 
 def describe_target(task: Any) -> str:
@@ -72,12 +77,22 @@ def describe_target(task: Any) -> str:
     return target_name(task.__fn_or_cls__)
 
 
-def try_yaml(task: Any) -> str | None:
+def yaml_or_reason(task: Any) -> tuple[str | None, str]:
+    """The task as YAML for ``config.yaml``, or None and why it is left out.
+
+    Left out when YAML cannot carry a value (a lambda, bytes) or when the task
+    holds a value too large to write (see :func:`describe.too_large_for_yaml`).
+    """
     if isinstance(task, Script):
-        return None
+        return None, "a run.Script has no config"
+    too_large = describe.too_large_for_yaml(task)
+    if too_large:
+        return None, f"too large to write as YAML: {too_large}"
     from nemo_run_k8s.config.yaml_io import to_yaml
 
     try:
-        return to_yaml(task)
-    except ConfigError:
-        return None
+        return to_yaml(task), ""
+    except ConfigError as err:
+        return None, str(err).splitlines()[0]
+    except RecursionError:
+        return None, "nested too deeply to write as YAML"

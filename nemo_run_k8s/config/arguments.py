@@ -23,9 +23,36 @@ import fiddle as fdl
 
 from nemo_run_k8s.errors import ConfigError
 
+# Items that are never dataclasses: a list of only these is returned as it is, checked in C.
+_PLAIN = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
 
 def convert_argument(value: Any, config_cls: type[fdl.Config[Any]]) -> Any:
     """``value`` with every dataclass instance in it replaced by a ``config_cls`` of it."""
+    try:
+        return _convert(value, config_cls, set())
+    except RecursionError:
+        raise ConfigError(
+            "an argument is nested too deeply to configure (beyond Python's recursion limit); "
+            "flatten it"
+        ) from None
+
+
+def _convert(value: Any, config_cls: type[fdl.Config[Any]], enclosing: set[int]) -> Any:
+    if type(value) in (list, tuple, dict):
+        items = value.values() if type(value) is dict else value
+        if frozenset(map(type, items)) <= _PLAIN:  # a million numbers: no call per item
+            return value
+        if id(value) in enclosing:
+            raise ConfigError(
+                f"an argument contains itself (a {type(value).__name__} that holds itself); "
+                "a config is a tree: give that place its own value, e.g. a copy"
+            )
+        enclosing.add(id(value))
+        try:
+            return _convert_container(value, config_cls, enclosing)
+        finally:
+            enclosing.discard(id(value))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
         hidden = [f.name for f in dataclasses.fields(value) if not f.init]
@@ -38,19 +65,21 @@ def convert_argument(value: Any, config_cls: type[fdl.Config[Any]]) -> Any:
                 "instead, with the arguments that create it."
             )
         fields = {
-            f.name: convert_argument(getattr(value, f.name), config_cls)
+            f.name: _convert(getattr(value, f.name), config_cls, enclosing)
             for f in dataclasses.fields(value)
         }
         return config_cls(cls, **fields)
+    return value
+
+
+def _convert_container(value: Any, config_cls: type[fdl.Config[Any]], enclosing: set[int]) -> Any:
     if type(value) in (list, tuple):
-        items = [convert_argument(v, config_cls) for v in value]
+        items = [_convert(v, config_cls, enclosing) for v in value]
         if all(a is b for a, b in zip(items, value, strict=True)):
             return value
         return type(value)(items)
-    if type(value) is dict:
-        new = {k: convert_argument(v, config_cls) for k, v in value.items()}
-        return value if all(new[k] is value[k] for k in value) else new
-    return value
+    new = {k: _convert(v, config_cls, enclosing) for k, v in value.items()}
+    return value if all(new[k] is value[k] for k in value) else new
 
 
 def config_defaults(fn: Any) -> dict[str, Callable[[], fdl.Buildable]]:

@@ -39,7 +39,8 @@ from nemo_run_k8s.errors import ConfigError
 T = TypeVar("T", bound="fdl.Buildable")
 _T = TypeVar("_T")
 
-# Other rooms import these from here (bundle/: format_flat, iter_values, target_name).
+# Other rooms import these from here (bundle/ takes target_name; it walks tasks itself, see
+# bundle/describe.py: a task may hold millions of plain values).
 __all__ = [
     "ROOT",
     "Config",

@@ -112,12 +112,13 @@ def parse_typed(raw: str, hint: Any, where: str) -> Any:
         options = [a for a in typing.get_args(hint) if a is not type(None)]
         if raw.lower() in ("none", "null") and len(options) < len(typing.get_args(hint)):
             return None
+        problems = []
         for option in options:
             try:
                 return parse_typed(raw, option, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {raw!r} fits none of {hint}")
+            except ConfigError as err:
+                problems.append(str(err).removeprefix(f"{where} "))
+        raise ConfigError(f"{where}: {raw!r} fits none of {hint} ({'; '.join(problems)})")
     if hint is bool:
         lowered = raw.lower()
         if lowered in _TRUE | _FALSE:
@@ -138,9 +139,47 @@ def parse_typed(raw: str, hint: Any, where: str) -> Any:
     if origin in (list, tuple, dict) or hint in (list, tuple, dict):
         import yaml
 
-        value = yaml.safe_load(raw)
-        return tuple(value) if (origin or hint) is tuple and isinstance(value, list) else value
+        kind = origin or hint
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            where_in = str(getattr(err, "problem", "") or "").strip() or "malformed"
+            raise ConfigError(
+                f"{where} expects a {kind.__name__} in YAML, e.g. [1, 2] or {{a: 1}}; "
+                f"{raw!r} is not valid YAML ({where_in})"
+            ) from None
+        if kind is tuple and isinstance(value, list):
+            value = tuple(value)
+        if not isinstance(value, kind):
+            example = "{a: 1}" if kind is dict else "[1, 2]"
+            raise ConfigError(
+                f"{where} expects a {kind.__name__} (YAML, e.g. {example}), got {raw!r}"
+            )
+        _check_items(value, hint, where, raw)
+        return value
     return _guess(raw)
+
+
+def _check_items(value: Any, hint: Any, where: str, raw: str) -> None:
+    """Checks the items of ``list[int]``-like hints whose item type is a plain scalar."""
+    args = typing.get_args(hint)
+    if isinstance(value, dict):
+        items = list(value.values())
+        item_type = args[1] if len(args) == 2 else None
+    elif isinstance(value, tuple) and len(args) == 2 and args[1] is Ellipsis:
+        items, item_type = list(value), args[0]
+    elif isinstance(value, list) and len(args) == 1:
+        items, item_type = value, args[0]
+    else:
+        return
+    if item_type not in (int, float, bool):  # a str item may be written unquoted: 1, v2
+        return
+    allowed: tuple[type, ...] = (int, float) if item_type is float else (item_type,)
+    for item in items:
+        if not isinstance(item, allowed) or (isinstance(item, bool) and item_type is not bool):
+            raise ConfigError(
+                f"{where} expects {hint}, but {item!r} in {raw!r} is not a {item_type.__name__}"
+            )
 
 
 def _guess(raw: str) -> Any:

@@ -202,6 +202,11 @@ def _check_env(env_vars: Mapping[str, str]) -> dict[str, str]:
                 f"env_vars[{key!r}] must be a string, got {type(value).__name__} {value!r}; "
                 f"write it as a string, e.g. {key}={str(value)!r}"
             )
+        if "\0" in value:
+            raise ConfigError(
+                f"env_vars[{key!r}] contains a NUL character, which no process environment can "
+                "hold; remove it"
+            )
         checked[key] = value
     return checked
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,14 @@ def from_yaml(source: str | os.PathLike[str]) -> Any:
 
 
 def _read_source(source: str | os.PathLike[str]) -> str:
-    if isinstance(source, str) and ("\n" in source or not source.endswith((".yaml", ".yml"))):
+    # Text, unless it is one line naming a YAML file (any case: conf.YAML is a file too).
+    if isinstance(source, str) and (
+        "\n" in source or not source.lower().endswith((".yaml", ".yml"))
+    ):
         return source
     path = Path(source)
     if not path.is_file():
-        raise ConfigError(f"no such YAML file: {path}")
+        raise ConfigError(f"no such YAML file: {path} (pass YAML text, or an existing file's path)")
     return path.read_text()
 
 
@@ -51,6 +55,7 @@ def _from_data(data: Any, path: str) -> Any:
     if "_target_" not in data:
         return {k: _from_data(v, f"{path}[{k!r}]") for k, v in data.items()}
     target = locate(data["_target_"], path)
+    _check_target(target, data["_target_"], path)
     partial = data.get("_partial_", False)
     if not isinstance(partial, bool):
         raise ConfigError(f"{path}._partial_ must be true or false, got {partial!r}")
@@ -65,6 +70,26 @@ def _from_data(data: Any, path: str) -> Any:
         return cls(target, *args, **kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{path}: cannot configure {data['_target_']}: {err}") from err
+
+
+def _check_target(target: Any, dotted: str, path: str) -> None:
+    """A ``_target_`` must name a class or a function, never an object holding data.
+
+    ``os.environ`` (or its bound ``os.environ.get``) would put the whole
+    environment into the task, and messages that show the target would print
+    it: such targets are refused by name, without showing them.
+    """
+    if inspect.isclass(target):
+        return
+    owner = getattr(target, "__self__", None)
+    if (inspect.isfunction(target) or inspect.isbuiltin(target) or inspect.ismethod(target)) and (
+        owner is None or inspect.ismodule(owner) or inspect.isclass(owner)
+    ):
+        return
+    raise ConfigError(
+        f"{path}._target_: {dotted} is a {type(target).__name__} object, not a class or a "
+        "function; _target_ names what the job calls, e.g. mypackage.train or torch.optim.Adam"
+    )
 
 
 def locate(dotted: Any, path: str = ROOT) -> Any:

@@ -23,6 +23,7 @@ nothing is cached between calls.
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any
 
 import fiddle as fdl
@@ -115,5 +116,7 @@ def _check_importable(fn: Any, path: str) -> None:
 
 
 def _short_repr(value: Any) -> str:
+    if isinstance(value, type(os.environ)):
+        return "the process environment, not shown"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -69,10 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         bundle.verify()
     except BundleError as err:
         return _setup_failed(str(err))
+    except Exception as err:  # nothing of the task ran: a setup error, not a traceback
+        return _setup_failed(f"cannot read the bundle {args.bundle}: {type(err).__name__}: {err}")
 
-    nproc = int(
-        os.environ.get("PET_NPROC_PER_NODE") or bundle.manifest["resources"]["nproc_per_node"]
-    )
+    nproc_env = os.environ.get("PET_NPROC_PER_NODE")
+    try:
+        nproc = int(nproc_env or bundle.manifest["resources"]["nproc_per_node"])
+    except ValueError:
+        return _setup_failed(f"PET_NPROC_PER_NODE={nproc_env!r} is not a number of processes")
     if nproc > 1 and os.environ.get(WORKER_ENV) != "1":
         return _run_torchrun(args, nproc)
     return _run_task(bundle, args.output)

@@ -160,7 +160,7 @@ def test_oom_killed_master_surfaces_reason_and_termination_message(
     wait_for(handle, lambda s: s.is_terminal)
     status = KubernetesExecutor.status(handle)
     assert status.state == JobState.FAILED
-    assert "OOMKilled with exit code 137 (rank 0 OOM)" in status.reason
+    assert "OOMKilled with exit code 137, killed by SIGKILL (rank 0 OOM)" in status.reason
     # the operator's condition message too
     assert "is failed because 1 Master replica(s) failed" in status.reason
 

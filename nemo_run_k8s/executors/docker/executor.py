@@ -95,10 +95,16 @@ class DockerExecutor(HostExecutor):
     poll_interval = 0.02  # a file read and /proc while the job runs: cheap to ask often
 
     def __post_init__(self) -> None:
-        ds.check_int("num_nodes", self.num_nodes, 1)
-        ds.check_int("gpus_per_node", self.gpus_per_node, 0)
+        ds.check_int("num_nodes", self.num_nodes, 1, ds.MAX_NODES)
+        ds.check_int("gpus_per_node", self.gpus_per_node, 0, ds.MAX_GPUS)
+        if self.num_nodes * self.gpus_per_node > ds.MAX_GPUS:
+            raise ds.invalid(
+                "gpus_per_node",
+                f"{self.num_nodes} nodes x {self.gpus_per_node} GPUs is more than one host can "
+                f"give a job (at most {ds.MAX_GPUS} GPUs in all)",
+            )
         if self.nproc_per_node is not None:
-            ds.check_int("nproc_per_node", self.nproc_per_node, 1)
+            ds.check_int("nproc_per_node", self.nproc_per_node, 1, ds.MAX_NPROC_PER_NODE)
         ds.check_int("master_port", self.master_port, 1)
         if self.master_port > 65535:
             raise ds.invalid("master_port", f"{self.master_port} is not a port (1-65535)")
@@ -106,13 +112,14 @@ class DockerExecutor(HostExecutor):
             raise ds.invalid("base_image", "give an image name, e.g. 'nemo-run-k8s/cpu:local'")
         self.shm_size = ds.checked_shm_size(self.shm_size)
         self.env_vars = ds.checked_env("env_vars", self.env_vars)
-        self.secret_env_vars = ds.checked_env("secret_env_vars", self.secret_env_vars)
+        self.secret_env_vars = ds.checked_secret_env(self.secret_env_vars)
         both = sorted(set(self.env_vars) & set(self.secret_env_vars))
         if both:
             raise ds.invalid("secret_env_vars", f"{both} also appear in env_vars; set each once")
         self.volumes = [ds.checked_volume(v) for v in self.volumes or []]
         if self.code_dir is not None:
             self.code_dir = os.path.abspath(os.fspath(self.code_dir))
+        ds.check_volume_targets(self.volumes, self.code_dir)
 
     def resources(self) -> Resources:
         """Containers, processes per container (default: one per GPU, or 1) and GPUs each."""

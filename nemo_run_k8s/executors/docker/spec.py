@@ -9,6 +9,7 @@ secret values filled in).
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import shutil
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from nemo_run_k8s.config.script import _check_env
 from nemo_run_k8s.errors import InvalidOptionError
 from nemo_run_k8s.labels import LABEL_PREFIX, job_labels
-from nemo_run_k8s.paths import JobPaths
+from nemo_run_k8s.paths import IMAGE_BUNDLE_ROOT, JobPaths
 from nemo_run_k8s.runtime.contract import node_env
 from nemo_run_k8s.spec import JobIdentity
 
@@ -27,6 +28,13 @@ NODE_LABEL = f"{LABEL_PREFIX}/node-rank"
 SECRET_MASK = "<secret: set at run time>"
 _RESERVED_ENV = {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PYTHONUNBUFFERED"}
 _RESERVED_PREFIXES = ("PET_", "NEMO_RUN_K8S_", "TORCHELASTIC_")
+#: The most containers, and GPUs, one job asks of one host: more is a typo, and the dry
+#: run would list every GPU id (10**18 of them would exhaust memory before any check).
+MAX_NODES = 1024
+MAX_GPUS = 1024
+MAX_NPROC_PER_NODE = 1024
+#: Where the job image keeps the code of ``code_dir`` (see resources/job.Dockerfile).
+CODE_DIR_IN_IMAGE = "/workspace"
 _SHM_SIZE = re.compile(r"^([0-9]+)\s*([bkmgBKMG]?)(?:i|iB|B)?$")  # 8g, 8G, 8Gi, 8GB
 
 
@@ -110,9 +118,11 @@ def invalid(option: str, problem: str) -> InvalidOptionError:
     return InvalidOptionError(f"DockerExecutor option {option}: {problem}")
 
 
-def check_int(option: str, value: object, minimum: int) -> None:
+def check_int(option: str, value: object, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise invalid(option, f"expected an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise invalid(option, f"{value} is more than one host can give a job (at most {maximum})")
 
 
 def checked_env(option: str, env: Any) -> dict[str, str]:
@@ -126,6 +136,22 @@ def checked_env(option: str, env: Any) -> dict[str, str]:
     return checked
 
 
+def checked_secret_env(env: Any) -> dict[str, str]:
+    """Like :func:`checked_env`, for secrets: no message ever shows a value."""
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise invalid("secret_env_vars", f"expected a dict of str to str, got {type(env).__name__}")
+    for key, value in env.items():
+        if not isinstance(value, str):
+            raise invalid(
+                "secret_env_vars",
+                f"the value of {key!r} is a {type(value).__name__} (not shown), not a str; "
+                "pass the secret as a str, e.g. os.environ['NAME'] or data.decode()",
+            )
+    return checked_env("secret_env_vars", env)
+
+
 def checked_volume(volume: Any) -> str:
     parts = volume.split(":") if isinstance(volume, str) else []
     if len(parts) not in (2, 3) or not all(parts[:2]) or parts[2:] not in ([], ["ro"], ["rw"]):
@@ -133,7 +159,36 @@ def checked_volume(volume: Any) -> str:
     host, target = parts[0], parts[1]
     if not target.startswith("/"):
         raise invalid("volumes", f"the container path in {volume!r} must be absolute")
+    if ".." in target.split("/"):
+        raise invalid("volumes", f"the container path in {volume!r} contains '..'")
+    target = posixpath.normpath(target)
     return ":".join([os.path.abspath(os.path.expanduser(host)), target, *parts[2:]])
+
+
+def check_volume_targets(volumes: list[str], code_dir: str | None) -> None:
+    """Refuses two volumes at one container path, and one over what the job needs."""
+    reserved = {
+        IMAGE_BUNDLE_ROOT: "the job bundles",
+        OUTPUT_MOUNT: "where node 0 writes the result",
+        "/dev/shm": "shared memory (set shm_size instead)",
+    }
+    if code_dir is not None:
+        reserved[CODE_DIR_IN_IMAGE] = "the code of code_dir"
+    seen: dict[str, str] = {}
+    for volume in volumes:
+        target = volume.split(":")[1]
+        if target in seen:
+            raise invalid("volumes", f"{seen[target]!r} and {volume!r} both mount at {target}")
+        seen[target] = volume
+        for path, what in reserved.items():
+            inside_or_over = path.startswith(target.rstrip("/") + "/") or target.startswith(
+                path + "/"
+            )
+            if target == path or inside_or_over:
+                raise invalid(
+                    "volumes",
+                    f"{volume!r} would cover {path} ({what}); mount it elsewhere, e.g. /mnt/data",
+                )
 
 
 def checked_shm_size(value: Any) -> str:

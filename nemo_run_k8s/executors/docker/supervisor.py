@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.exit_status import ExitStatus
+from nemo_run_k8s.exit_status import ExitStatus, describe_exit
 from nemo_run_k8s.paths import JobPaths
 
 GO = b"go"  # what the submitter writes on the supervisor's pipe once every container runs
@@ -158,7 +158,7 @@ def final_state(
     code = codes.get(node)
     if code is None:
         return "FAILED", f"the container of node {node} disappeared"
-    return "FAILED", f"node {node} exited with code {code}"
+    return "FAILED", describe_exit(code, f"node {node}")
 
 
 def write_exit(job_dir: Path, state: str, reason: str, codes: dict[int, int | None]) -> None:

@@ -1,24 +1,36 @@
 """The Kubernetes API side of the KubernetesExecutor: connections, errors in words, pods.
 
 ``kubernetes`` is imported only inside functions. One ``ApiClient`` per
-(kubeconfig, context) is created on first use and reused, so a sweep costs one
-request per job. Every failure becomes a :class:`~nemo_run_k8s.errors.BackendError`
-that says what the API server refused and what to do.
+cluster is created on first use and reused, so a sweep costs one request per
+job. The cache is keyed on what was resolved, not on what was asked: the
+kubeconfig file(s) that ``KUBECONFIG`` (or ``~/.kube/config``) names now, their
+content hash, and the context; so a process that switches ``KUBECONFIG``, or
+whose kubeconfig changes (``kubectl config use-context``), talks to the new
+cluster at once. Calls time out after :data:`CONNECT_TIMEOUT` /
+:data:`READ_TIMEOUT` seconds, without retrying a read; a cluster that did not
+answer is not asked again for :data:`UNREACHABLE_PAUSE` seconds (each call
+fails at once, saying so), so listing many jobs of a cluster that went away
+costs one timeout, not one per job. Every failure becomes a
+:class:`~nemo_run_k8s.errors.BackendError` that says what the API server
+refused and what to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import BackendError, SubmissionError
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, GROUP, KIND, PLURAL
+from nemo_run_k8s.exit_status import describe_exit
 from nemo_run_k8s.spec import Handle, JobState
 
 JOB_NAME_SELECTOR = "training.kubeflow.org/job-name"
@@ -35,7 +47,12 @@ FATAL_WAITING = {
     "ErrImageNeverPull",
     "CreateContainerConfigError",
 }
-_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds for ordinary calls
+#: Seconds to open a connection to the API server, and to wait for an answer.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 20.0
+#: Seconds a cluster that did not answer is not asked again.
+UNREACHABLE_PAUSE = 15.0
+_MAX_CONNS = 16
 _RESOURCE_NAMES = {"pytorchjobs": f"{PLURAL}.{GROUP}", "pods": "pods", "log": "pods/log"}
 
 # --- connection ---------------------------------------------------------------------------
@@ -46,6 +63,9 @@ class Conn:
     api: Any  # kubernetes.client.ApiClient
     server: str
     where: str  # "context 'x' of kubeconfig /path" for messages
+    context: str | None = None  # the context it resolved to (None: in-cluster)
+    down_until: float = 0.0  # monotonic time before which the server is not asked again
+    down_reason: str = ""
 
     def custom(self) -> Any:
         from kubernetes import client
@@ -58,7 +78,7 @@ class Conn:
         return client.CoreV1Api(self.api)
 
 
-_CONNS: dict[tuple[str | None, str | None], Conn] = {}
+_CONNS: dict[tuple[Any, ...], Conn] = {}
 _CONNS_LOCK = threading.Lock()
 
 
@@ -68,20 +88,50 @@ def default_kubeconfig() -> str | None:
     return path if first and Path(first).exists() else None
 
 
+def _fingerprint(path: str) -> tuple[tuple[str, str], ...]:
+    """Each file of a kubeconfig path list, resolved, with a hash of what it holds now."""
+    files = []
+    for part in filter(None, path.split(os.pathsep)):
+        real = os.path.realpath(os.path.expanduser(part))
+        try:
+            with open(real, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            digest = "missing"
+        files.append((real, digest))
+    return tuple(files)
+
+
 def connect(kubeconfig: str | None, context: str | None) -> Conn:
-    """The shared client for (kubeconfig, context), created on first use."""
-    key = (kubeconfig, context)
+    """The shared client for the cluster that (kubeconfig, context) names now.
+
+    ``kubeconfig`` None means ``$KUBECONFIG`` or ``~/.kube/config`` as they are
+    at this call (or the in-cluster service account); ``context`` None means
+    the kubeconfig's current context as the file says now.
+    """
+    path = kubeconfig or default_kubeconfig()
+    if path is None:
+        key: tuple[Any, ...] = (
+            "in-cluster",
+            os.environ.get("KUBERNETES_SERVICE_HOST"),
+            os.environ.get("KUBERNETES_SERVICE_PORT"),
+            context,
+        )
+    else:
+        key = ("kubeconfig", _fingerprint(path), context)
     with _CONNS_LOCK:
         if key not in _CONNS:
-            _CONNS[key] = _new_conn(kubeconfig, context)
+            while len(_CONNS) >= _MAX_CONNS:  # the oldest goes first
+                del _CONNS[next(iter(_CONNS))]
+            _CONNS[key] = _new_conn(path, context)
         return _CONNS[key]
 
 
-def _new_conn(kubeconfig: str | None, context: str | None) -> Conn:
+def _new_conn(path: str | None, context: str | None) -> Conn:
+    import urllib3
     from kubernetes import client, config
 
     cfg = client.Configuration()
-    path = kubeconfig or default_kubeconfig()
     try:
         if path is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
             config.load_incluster_config(client_configuration=cfg)
@@ -104,8 +154,9 @@ def _new_conn(kubeconfig: str | None, context: str | None) -> Conn:
             f"cannot use kubeconfig {path} (context {context!r}): {err}; check the file and "
             "kube_context (kubectl config get-contexts lists them)"
         ) from err
-    cfg.retries = 1  # fail fast when the server is unreachable
-    return Conn(api=client.ApiClient(cfg), server=cfg.host, where=where)
+    # One more try to connect (cheap when refused), none after a read timed out.
+    cfg.retries = urllib3.util.Retry(total=1, read=0, redirect=0, status=0)
+    return Conn(api=client.ApiClient(cfg), server=cfg.host, where=where, context=context)
 
 
 def _status_body(err: Any) -> dict[str, Any]:
@@ -184,7 +235,10 @@ def call(
     import urllib3
     from kubernetes.client.exceptions import ApiException
 
-    kwargs.setdefault("_request_timeout", _TIMEOUT)
+    error = SubmissionError if verb == "create" else BackendError
+    if time.monotonic() < conn.down_until:
+        raise error(conn.down_reason + f" (not asked again for {UNREACHABLE_PAUSE:.0f} s)")
+    kwargs.setdefault("_request_timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
     kwargs["_preload_content"] = False
     try:
         resp = fn(*args, **kwargs)
@@ -194,11 +248,27 @@ def call(
             return None
         raise _translate(err, conn, verb, resource, ns, name) from err
     except urllib3.exceptions.HTTPError as err:
-        raise (SubmissionError if verb == "create" else BackendError)(
-            f"cannot reach the Kubernetes API server {conn.server} ({conn.where}): "
-            f"{type(err).__name__}. Check that the cluster is up and that KUBECONFIG / "
-            "kube_context point at it (kubectl cluster-info)."
-        ) from err
+        cause = getattr(err, "reason", None) or err
+        # (urllib3 counts a refused connection, NewConnectionError, as a time-out too.)
+        timed_out = isinstance(cause, urllib3.exceptions.TimeoutError) and not isinstance(
+            cause, urllib3.exceptions.NewConnectionError
+        )
+        if timed_out:
+            what = (
+                f"the Kubernetes API server {conn.server} ({conn.where}) did not answer "
+                f"(time-outs: {CONNECT_TIMEOUT:.0f} s to connect, {READ_TIMEOUT:.0f} s to answer)"
+            )
+        else:
+            what = (
+                f"cannot reach the Kubernetes API server {conn.server} ({conn.where}): "
+                f"{type(err).__name__}"
+            )
+        conn.down_reason = (
+            f"{what}. Check that the cluster is up and that KUBECONFIG / kube_context point "
+            "at it (kubectl cluster-info)."
+        )
+        conn.down_until = time.monotonic() + UNREACHABLE_PAUSE
+        raise error(conn.down_reason) from err
 
 
 # --- pods and reasons -------------------------------------------------------------------
@@ -243,7 +313,12 @@ def pod_reasons(pod: dict[str, Any], unschedulable_timeout: float | None) -> tup
             code = term.get("exitCode", 0)
             if code or term.get("reason") == "OOMKilled":
                 detail = f" ({term['message'].strip()})" if term.get("message") else ""
-                reasons.append(f"pod {name}: {term.get('reason')} with exit code {code}{detail}")
+                signal = term.get("signal") or (code - 128 if code > 128 else 0)
+                how = describe_exit(-signal, "killed").split(" by ")[-1] if signal else ""
+                killed = f", killed by {how}" if how else ""  # e.g. SIGKILL: the OOM killer
+                reasons.append(
+                    f"pod {name}: {term.get('reason')} with exit code {code}{killed}{detail}"
+                )
                 break
     return fatal, reasons
 
@@ -317,7 +392,7 @@ def follow_log(conn: Conn, handle: Handle, pod: str) -> Iterator[str]:
         container=CONTAINER_NAME,
         follow=True,
         raw=True,
-        _request_timeout=(_TIMEOUT[0], 30 * 86400.0),  # quiet jobs may log rarely
+        _request_timeout=(CONNECT_TIMEOUT, 30 * 86400.0),  # quiet jobs may log rarely
     )
     pending = b""
     try:

@@ -147,7 +147,8 @@ class KubernetesExecutor(KubernetesOptions, Executor):
             "name": name,
             "namespace": ns,
             "job_id": job.job_id,
-            "kube_context": self.kube_context,
+            # The context it went to, not the current one: a later switch must not move it.
+            "kube_context": conn.context,
             "kubeconfig": kubeconfig,
             "num_nodes": self.num_nodes,
             "image": image,
@@ -309,7 +310,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
                 "name": meta["name"],
                 "namespace": namespace,
                 "job_id": meta.get("labels", {}).get(k8s_labels.JOB_ID_LABEL, ""),
-                "kube_context": kube_context,
+                "kube_context": conn.context,
                 "kubeconfig": kubeconfig,
                 "num_nodes": sum(int(r.get("replicas", 1)) for r in replicas.values()),
                 "image": replicas["Master"]["template"]["spec"]["containers"][0].get("image"),

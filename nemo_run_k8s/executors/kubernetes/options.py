@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,20 @@ _SECRET_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
 # Variables the training operator or the entrypoint own; a user value would break the job.
 _RESERVED_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "PYTHONUNBUFFERED")
 _RESERVED_ENV_PREFIXES = ("PET_", "NEMO_RUN_K8S_")
+
+#: The largest value of an int32 field (replicas, backoffLimit, ttlSecondsAfterFinished).
+INT32_MAX = 2**31 - 1
+#: The API server refuses an object whose annotations total more than this (keys + values).
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+#: Where the job image keeps the code of ``code_dir`` (see resources/job.Dockerfile).
+CODE_DIR_IN_IMAGE = "/workspace"
+# An image repository as Docker's reference grammar has it (distribution/reference):
+# an optional registry host[:port], then lowercase path components.
+_REPO_DOMAIN_RE = re.compile(
+    r"^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+    r"(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?$"
+)
+_REPO_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$")
 
 RESTART_POLICIES = ("OnFailure", "Never", "Always", "ExitCode")
 CLEAN_POD_POLICIES = ("None", "Running", "All")
@@ -70,12 +85,15 @@ def _fail(option: str, problem: str, hint: str = "") -> InvalidOptionError:
     return InvalidOptionError(message + (f"; {hint}" if hint else ""))
 
 
-def _check_int(option: str, value: object, minimum: int, allow_none: bool = False) -> None:
+def _check_int(
+    option: str, value: object, minimum: int, allow_none: bool = False, maximum: int = INT32_MAX
+) -> None:
+    """An int in ``[minimum, maximum]``; the default maximum is what an int32 field holds."""
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         kind = "an integer" + (" or None" if allow_none else "")
-        raise _fail(option, f"expected {kind} >= {minimum}, got {value!r}")
+        raise _fail(option, f"expected {kind} from {minimum} to {maximum}, got {value!r}")
 
 
 def _check_quantity(option: str, value: object, example: str) -> str | None:
@@ -86,6 +104,8 @@ def _check_quantity(option: str, value: object, example: str) -> str | None:
     text = str(value)
     if not _QUANTITY_RE.match(text):
         raise _fail(option, f"{text!r} is not a Kubernetes quantity", f"write e.g. {example!r}")
+    if text.startswith("-"):
+        raise _fail(option, f"{text!r} is negative", f"write e.g. {example!r}")
     return text
 
 
@@ -97,11 +117,47 @@ def _check_str_map(option: str, value: object, check_keys: bool = False) -> dict
     out: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
-            raise _fail(option, f"expected str keys and values, got {key!r}: {item!r}")
+            raise _fail(option, f"expected str keys and values, got {_short(key)}: {_short(item)}")
         if check_keys and not k8s_labels.is_label_key(key):
-            raise _fail(option, f"{key!r} is not a valid Kubernetes label/annotation key")
+            raise _fail(option, f"{_short(key)} is not a valid Kubernetes label/annotation key")
         out[key] = item
     return out
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a 300 KB value is not worth printing."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"
+
+
+def _check_image_repo(repo: object) -> None:
+    """A repository by Docker's reference grammar: ``[host[:port]/]path``, lowercase, no tag."""
+    if not isinstance(repo, str) or not repo or "@" in repo or re.search(r"\s", repo):
+        raise _fail("image_repo", f"{_short(repo)} is not an image repository", "no tag or digest")
+    first, _, rest = repo.partition("/")
+    # Docker reads the first component as the registry when it looks like a host.
+    has_domain = bool(rest) and (
+        "." in first or ":" in first or first == "localhost" or first.lower() != first
+    )
+    path = rest if has_domain else repo
+    if re.search(r":[^/]*$", path):
+        raise _fail("image_repo", f"{repo!r} has a tag", "give the repository only")
+    if has_domain and not _REPO_DOMAIN_RE.match(first):
+        raise _fail("image_repo", f"{first!r} in {repo!r} is not a registry host[:port]")
+    for component in path.split("/"):
+        if not _REPO_COMPONENT_RE.match(component):
+            what = (
+                f"path component {component!r}"
+                if component
+                else "an empty path component ('//', or '/' at an end)"
+            )
+            raise _fail(
+                "image_repo",
+                f"{repo!r} has {what}, which Docker refuses",
+                "path components are lowercase a-z, 0-9, separated by '.', '_', '__' or '-'",
+            )
+    if len(repo) > 255:
+        raise _fail("image_repo", f"{len(repo)} characters; Docker allows at most 255")
 
 
 def _check_name(option: str, value: object, allow_none: bool = True) -> None:
@@ -113,6 +169,23 @@ def _check_name(option: str, value: object, allow_none: bool = True) -> None:
             f"{value!r} is not a valid Kubernetes object name",
             "use lowercase a-z, 0-9, '-'",
         )
+
+
+def overlaps(path: str, reserved: str) -> bool:
+    """Whether a mount at ``path`` covers ``reserved`` or lies inside it (both normalized)."""
+    return (
+        path == reserved
+        or reserved.startswith(path.rstrip("/") + "/")
+        or (path.startswith(reserved + "/"))
+    )
+
+
+def _check_relative_path(option: str, what: str, value: object) -> None:
+    """A path inside a volume: relative, without '..' (the API server's own rule)."""
+    if not isinstance(value, str) or not value or value.startswith("/"):
+        raise _fail(option, f"{what} {_short(value)} must be a relative path")
+    if ".." in value.split("/"):
+        raise _fail(option, f"{what} {value!r} contains '..'", "it must stay inside the volume")
 
 
 def _check_env_name(option: str, name: object) -> None:
@@ -145,8 +218,9 @@ class KubernetesOptions:
       shm_size: size of the in-memory ``/dev/shm`` (``None``: the container default).
       volumes: :class:`PVCVolume`, :class:`ConfigMapVolume`, :class:`SecretVolume`.
       env_vars: plain environment variables; never put secrets here.
-      secret_env_vars: ``{"ENV": ("secret-name", "key")}`` or ``{"ENV": "secret-name/key"}``;
-        they become ``secretKeyRef``s, never values in the manifest or the image.
+      secret_env_vars: ``{"ENV": ("secret-name", "key")}``: references to keys of
+        Kubernetes Secrets, which become ``secretKeyRef``s, never values in the
+        manifest or the image. A str is refused (it may be the secret itself).
       node_selector, tolerations, affinity: pod placement, in Kubernetes' own shape.
       image_pull_secrets: names of Secrets for pulling from ``image_repo``.
       service_account, priority_class: pod service account and PriorityClass.
@@ -178,7 +252,7 @@ class KubernetesOptions:
     shm_size: str | None = "16Gi"
     volumes: Sequence[Volume] | None = None
     env_vars: Mapping[str, str] | None = None
-    secret_env_vars: Mapping[str, str | tuple[str, str]] | None = None
+    secret_env_vars: Mapping[str, tuple[str, str]] | None = None
     node_selector: Mapping[str, str] | None = None
     tolerations: Sequence[Mapping[str, Any]] | None = None
     affinity: Mapping[str, Any] | None = None
@@ -210,11 +284,7 @@ class KubernetesOptions:
 
     def secret_refs(self) -> dict[str, tuple[str, str]]:
         """``secret_env_vars`` as ``{ENV: (secret name, key)}``."""
-        out = {}
-        for env, ref in (self.secret_env_vars or {}).items():
-            secret, key = ref.split("/", 1) if isinstance(ref, str) else ref
-            out[env] = (secret, key)
-        return out
+        return {env: (ref[0], ref[1]) for env, ref in (self.secret_env_vars or {}).items()}
 
     def _validate(self) -> None:
         if not isinstance(self.namespace, str) or not k8s_labels.is_dns1123_label(self.namespace):
@@ -226,11 +296,7 @@ class KubernetesOptions:
                 "give the registry repository the cluster pulls job images from, "
                 "e.g. image_repo='registry.example.com/team/jobs'",
             )
-        repo = self.image_repo
-        if not isinstance(repo, str) or not repo or "@" in repo or re.search(r"\s", repo):
-            raise _fail("image_repo", f"{repo!r} is not an image repository", "no tag or digest")
-        if re.search(r":[^/]*$", repo.split("/", 1)[1] if "/" in repo else repo):
-            raise _fail("image_repo", f"{repo!r} has a tag", "give the repository only")
+        _check_image_repo(self.image_repo)
         _check_int("num_nodes", self.num_nodes, 1)
         _check_int("gpus_per_node", self.gpus_per_node, 0)
         _check_int("nproc_per_node", self.nproc_per_node, 1, allow_none=True)
@@ -251,10 +317,14 @@ class KubernetesOptions:
         self.shm_size = _check_quantity("shm_size", self.shm_size, "16Gi")
         self._validate_volumes()
         env = _check_str_map("env_vars", self.env_vars)
-        for name in env:
+        for name, value in env.items():
             _check_env_name("env_vars", name)
+            if "\0" in value:
+                raise _fail("env_vars", f"the value of {name} contains a NUL character")
         self._validate_secret_env(env)
-        _check_str_map("node_selector", self.node_selector, check_keys=True)
+        for key, value in _check_str_map("node_selector", self.node_selector, True).items():
+            if not k8s_labels.is_label_value(value):
+                raise _fail("node_selector", f"{_short(value)} (for {key!r}) is not a label value")
         self._validate_tolerations()
         if self.affinity is not None and (
             not isinstance(self.affinity, Mapping) or not set(self.affinity) <= _AFFINITY_KEYS
@@ -268,8 +338,21 @@ class KubernetesOptions:
         _check_name("priority_class", self.priority_class)
         for key, value in _check_str_map("labels", self.labels, check_keys=True).items():
             if not k8s_labels.is_label_value(value):
-                raise _fail("labels", f"{value!r} (for {key!r}) is not a valid label value")
-        _check_str_map("annotations", self.annotations, check_keys=True)
+                raise _fail(
+                    "labels",
+                    f"{_short(value)} (for {key!r}) is not a valid label value",
+                    "at most 63 characters of A-Z, a-z, 0-9, '-', '_', '.', "
+                    "alphanumeric at both ends",
+                )
+        annotations = _check_str_map("annotations", self.annotations, check_keys=True)
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+        if size > ANNOTATIONS_MAX_BYTES:
+            raise _fail(
+                "annotations",
+                f"{size:,} bytes in all; the API server accepts at most "
+                f"{ANNOTATIONS_MAX_BYTES:,} (256 KiB)",
+                "keep large data in a ConfigMap and mount it (ConfigMapVolume)",
+            )
         if self.restart_policy not in RESTART_POLICIES:
             raise _fail("restart_policy", f"{self.restart_policy!r}", f"one of {RESTART_POLICIES}")
         if self.clean_pod_policy not in CLEAN_POD_POLICIES:
@@ -280,9 +363,15 @@ class KubernetesOptions:
         _check_int("active_deadline_seconds", self.active_deadline_seconds, 1, allow_none=True)
         _check_int("ttl_seconds_after_finished", self.ttl_seconds_after_finished, 0, True)
         if self.queue is not None and not (
-            isinstance(self.queue, str) and k8s_labels.is_dns1123_subdomain(self.queue)
+            isinstance(self.queue, str)
+            and k8s_labels.is_dns1123_subdomain(self.queue)
+            and k8s_labels.is_label_value(self.queue)  # it is also the value of a label
         ):
-            raise _fail("queue", f"{self.queue!r} is not a valid LocalQueue name")
+            raise _fail(
+                "queue",
+                f"{_short(self.queue)} is not a valid LocalQueue name",
+                "lowercase a-z, 0-9, '-', '.', at most 63 characters",
+            )
         for option in ("kube_context", "kubeconfig"):
             value = getattr(self, option)
             if value is not None and (not isinstance(value, str) or not value):
@@ -317,35 +406,83 @@ class KubernetesOptions:
             path = volume.mount_path
             if not isinstance(path, str) or not path.startswith("/"):
                 raise _fail("volumes", f"mount_path {path!r} is not an absolute path")
-            reserved = ("/dev/shm", IMAGE_BUNDLE_ROOT)
-            if path.rstrip("/") in seen or any(
-                path.rstrip("/") == r or path.startswith(r + "/") for r in reserved
-            ):
-                raise _fail("volumes", f"mount_path {path!r} is used twice or reserved")
-            seen.add(path.rstrip("/"))
+            if ".." in path.split("/"):
+                raise _fail("volumes", f"mount_path {path!r} contains '..'", "write it without")
+            path = posixpath.normpath(path)
+            if path in seen:
+                raise _fail("volumes", f"two volumes are mounted at {path!r}", "keep one")
+            seen.add(path)
+            for reserved, what in self._reserved_paths().items():
+                if overlaps(path, reserved):
+                    raise _fail(
+                        "volumes",
+                        f"mount_path {volume.mount_path!r} would hide {reserved} ({what})",
+                        "mount it somewhere else, e.g. under /mnt",
+                    )
+            if isinstance(volume, PVCVolume) and volume.sub_path is not None:
+                _check_relative_path("volumes", "sub_path", volume.sub_path)
+            if not isinstance(volume, PVCVolume) and volume.items is not None:
+                if not isinstance(volume.items, Mapping):
+                    raise _fail("volumes", "items: expected a dict {key: file name}")
+                for key, file in volume.items.items():
+                    if not isinstance(key, str) or not _SECRET_KEY_RE.match(key):
+                        raise _fail("volumes", f"items: {_short(key)} is not a valid key")
+                    _check_relative_path("volumes", f"items[{key!r}]", file)
+
+    def _reserved_paths(self) -> dict[str, str]:
+        """Paths in the container that a volume must not cover, with what they hold."""
+        reserved = {IMAGE_BUNDLE_ROOT: "the job bundles", "/dev/shm": "shared memory"}
+        if self.code_dir is not None:
+            reserved[CODE_DIR_IN_IMAGE] = "the code of code_dir"
+        return reserved
 
     def _validate_secret_env(self, env: Mapping[str, str]) -> None:
+        """Each value must be a ``(Secret name, key)`` pair: a reference, never the secret.
+
+        Nothing here prints a value: where a reference belongs, a user may have
+        put the secret itself. A str is refused whatever it looks like: a token
+        such as ``hf-abc/xyz`` reads exactly like ``secret-name/key``, so no rule on
+        the text can tell them apart.
+        """
         if self.secret_env_vars is None:
             return
         if not isinstance(self.secret_env_vars, Mapping):
             raise _fail("secret_env_vars", "expected a dict {ENV: (secret name, key)}")
+        refs = {}
         for name, ref in self.secret_env_vars.items():
             _check_env_name("secret_env_vars", name)
             if name in env:
                 raise _fail("secret_env_vars", f"{name!r} is also in env_vars", "keep one")
-            if isinstance(ref, str) and "/" in ref:
-                secret, key = ref.split("/", 1)
-            elif isinstance(ref, tuple) and len(ref) == 2:
-                secret, key = ref
-            else:
+            hidden = f"{name}=<{type(ref).__name__}, value not shown>"
+            if isinstance(ref, (str, bytes)):
                 raise _fail(
                     "secret_env_vars",
-                    f"{name}={ref!r} does not name a Secret key",
-                    "write ('secret-name', 'key') or 'secret-name/key'",
+                    f"{hidden} is a {type(ref).__name__} where a reference to a Kubernetes "
+                    "Secret belongs (a raw value would be written into the manifest)",
+                    f"create a Secret (kubectl create secret generic NAME --from-literal="
+                    f"KEY=...) and write {name}=('NAME', 'KEY')",
                 )
-            _check_name("secret_env_vars", secret, allow_none=False)
-            if not isinstance(key, str) or not _SECRET_KEY_RE.match(key):
-                raise _fail("secret_env_vars", f"{key!r} is not a valid Secret key")
+            if not isinstance(ref, (tuple, list)) or len(ref) != 2:
+                raise _fail(
+                    "secret_env_vars",
+                    f"{hidden} does not name a Secret key",
+                    f"write {name}=('secret-name', 'key')",
+                )
+            secret, key = ref
+            if not isinstance(secret, str) or not k8s_labels.is_dns1123_subdomain(secret):
+                raise _fail(
+                    "secret_env_vars",
+                    f"{name}: the Secret name (not shown) is not a valid Kubernetes object name",
+                    "a Secret name is lowercase a-z, 0-9, '-', '.', at most 253 characters",
+                )
+            if not isinstance(key, str) or len(key) > 253 or not _SECRET_KEY_RE.match(key):
+                raise _fail(
+                    "secret_env_vars",
+                    f"{name}: the key (not shown) is not a valid Secret key",
+                    "a key is a-z, A-Z, 0-9, '-', '_', '.', at most 253 characters",
+                )
+            refs[name] = (secret, key)
+        self.secret_env_vars = refs
 
     def _validate_tolerations(self) -> None:
         if self.tolerations is None:
