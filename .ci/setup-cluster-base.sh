@@ -1,21 +1,20 @@
 #!/usr/bin/env bash
 # The base image the cluster tests build their job images on: it must carry torch (the 2-node
-# gloo all-reduce) and the client's Python minor version. Prints its name on stdout.
-#   - nemo-run-k8s/cpu:local when it exists and its torchrun starts 2 processes (the runtime
-#     CPU image);
-#   - else a Debian bookworm root filesystem with Debian's python3-torch (1.13, CPU only) and
-#     python3-numpy, made with mmdebstrap and `docker import` (PyPI's Linux torch wheel is the
-#     multi-GB CUDA build; Debian's is CPU-only and a few hundred MB), tagged
-#     nemo-run-k8s/cluster-base:<recipe hash> and reused while the recipe is unchanged.
-#     Debian's torch 1.13 predates Python 3.11: its torchrun iterates an IntFlag expecting the
-#     zero member (Python 3.11 no longer yields it) and dies with "AttributeError: 'NoneType'
-#     object has no attribute 'get'" before starting any process. One sed fixes that here.
+# gloo all-reduce) and the client's Python minor version. Prints its name on stdout:
+# a Debian bookworm root filesystem with Debian's python3-torch (1.13, CPU only) and
+# python3-numpy, made with mmdebstrap and `docker import` (PyPI's Linux torch wheel is the
+# multi-GB CUDA build; Debian's is CPU-only and a few hundred MB), tagged
+# nemo-run-k8s/cluster-base:<recipe hash> and reused while the recipe is unchanged.
+# Debian's torch 1.13 predates Python 3.11: its torchrun iterates an IntFlag expecting the zero
+# member (Python 3.11 no longer yields it) and dies with "AttributeError: 'NoneType' object has
+# no attribute 'get'" before starting any process. One sed fixes that here.
+# Not nemo-run-k8s/cpu:local: its tag moves whenever images/build.sh runs (on a shared engine, in
+# the middle of a test run), and until it carries the same fix its torchrun fails the same way.
 # Needs a Docker engine (.ci/setup-docker.sh) and root for mmdebstrap.
 set -euo pipefail
 # shellcheck source=.ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-RUNTIME=nemo-run-k8s/cpu:local
 REPO=nemo-run-k8s/cluster-base
 SUITE=bookworm
 INCLUDE=python3,python3-venv,python3-pip,python3-torch,python3-numpy,libstdc++6,ca-certificates
@@ -30,16 +29,6 @@ CHANGES=(
 )
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers; run .ci/setup-docker.sh first"
-# torchrun_works IMAGE: whether torchrun in IMAGE starts two local processes.
-torchrun_works() {
-    docker run --rm --network none --workdir /tmp --entrypoint python3 "$1" \
-        -m torch.distributed.run --nnodes=1 --nproc_per_node=2 --master_addr=127.0.0.1 \
-        --master_port=29511 -m platform >/dev/null 2>&1
-}
-if image_exists "$RUNTIME" && torchrun_works "$RUNTIME"; then
-    printf '%s\n' "$RUNTIME"
-    exit 0
-fi
 mirror=$(apt_mirror "$SUITE") || die "no '$SUITE' mirror in this machine's apt sources"
 recipe="suite=$SUITE include=$INCLUDE hooks=${HOOKS##*/} mirror=$mirror patch=$PATCH"
 for change in "${CHANGES[@]}"; do recipe+=" change=$change"; done
