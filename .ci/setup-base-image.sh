@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# Build the local Python base image without any registry: mmdebstrap writes a Debian bookworm root
-# filesystem as a tar stream and `docker import` turns it into an image. The image is tagged
-#   nemo-run-k8s/base-python:<hash of the recipe below + the apt mirror>   (the content tag)
-#   nemo-run-k8s/base-python:local                                          (what images/ builds on)
+# Build a local base image without any registry: mmdebstrap writes a Debian bookworm root
+# filesystem as a tar stream and `docker import` turns it into an image.
+#
+#   .ci/setup-base-image.sh [python|torch]
+#
+#   python (default)  nemo-run-k8s/base-python: python3 and venv, nothing else
+#   torch             nemo-run-k8s/base-torch:  the same plus Debian's python3-torch (torch 1.13,
+#                     CPU) and python3-numpy in the system Python; what images/cpu builds on
+#
+# The image is tagged
+#   nemo-run-k8s/base-<variant>:<hash of the recipe below + the apt mirror>   (the content tag)
+#   nemo-run-k8s/base-<variant>:local                                         (what images/ uses)
 # and the build is skipped when the content tag already exists. Prints the content tag on stdout.
 # Needs root and a running Docker engine (.ci/setup-docker.sh).
 set -euo pipefail
 # shellcheck source=.ci/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-REPO=nemo-run-k8s/base-python
 SUITE=bookworm
 VARIANT=essential # Essential: yes packages: bash, coreutils, dash, apt's dpkg, ...
 INCLUDE=python3,python3-venv,libstdc++6,ca-certificates # libstdc++6: torch needs it
+case ${1:-python} in
+python) REPO=nemo-run-k8s/base-python ;;
+# PyPI's Linux torch is the CUDA build (~2.6 GB of wheels); Debian's is CPU-only and needs no
+# download outside the apt mirror. Its dependency closure is large (~1.2 GB image).
+torch) REPO=nemo-run-k8s/base-torch INCLUDE+=,python3-torch,python3-numpy ;;
+*)
+    echo "usage: $0 [python|torch]" >&2
+    exit 2
+    ;;
+esac
 HOOKS=/usr/share/mmdebstrap/hooks/merged-usr
 BUILD_LOG=/tmp/nemo-run-k8s-mmdebstrap.log
 # `docker import` gives an image no config at all; these make it behave like a normal base image.

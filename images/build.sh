@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a runtime base image: images/common/Dockerfile on the base that images/<flavor>/flavor
-# names, with the wheels of images/common/requirements.txt, downloaded on the host (containers
-# reach no package index).
+# names, with the wheels of images/<flavor>/requirements.txt (when the flavor has one: cpu takes
+# torch from its base instead), downloaded on the host (containers reach no package index).
 #
 #   images/build.sh cpu|cuda [--base IMAGE]
 #
@@ -33,7 +33,7 @@ while (($#)); do
 done
 
 flavor_file=$here/$flavor/flavor
-requirements=$here/common/requirements.txt
+requirements=$here/$flavor/requirements.txt
 cache=${NEMO_RUN_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nemo-run-k8s}
 python=${PYTHON:-python3}
 quiet=false
@@ -66,7 +66,14 @@ else
 fi
 
 # Download the wheels once per (requirements, Python version); SHA256SUMS marks a complete set.
-wheels=$cache/wheels/py$python_version-$(short_hash <"$requirements")
+# A flavor without requirements.txt installs no wheels: an empty set.
+if [[ -f $requirements ]]; then
+    wheels=$cache/wheels/py$python_version-$(short_hash <"$requirements")
+else
+    wheels=$cache/wheels/none
+    mkdir -p "$wheels"
+    : >"$wheels/SHA256SUMS"
+fi
 if [[ ! -f $wheels/SHA256SUMS ]]; then
     log "downloading wheels for Python $python_version into $wheels"
     rm -rf "$wheels.partial"
@@ -100,13 +107,16 @@ else
     trap 'rm -rf "$context"' EXIT
     cp -r "$here/common" "$context/common"
     mkdir "$context/wheels"
-    # Hard links when the cache and the context share a file system: no 200 MB copy.
-    cp -l "$wheels"/*.whl "$context/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$context/wheels/"
-    cp "$requirements" "$context/wheels/requirements.txt"
+    if [[ -f $requirements ]]; then
+        # Hard links when the cache and the context share a file system: no 2.6 GB copy.
+        cp -l "$wheels"/*.whl "$context/wheels/" 2>/dev/null || cp "$wheels"/*.whl "$context/wheels/"
+        cp "$requirements" "$context/wheels/requirements.txt"
+    fi
 
     build=(docker build --force-rm --label "nemo-run-k8s.io/content-key=$key" -t "$image"
         -f "$context/common/Dockerfile"
-        --build-arg "BASE_IMAGE=$base" --build-arg "PYTHON_VERSION=$python_version" "$context")
+        --build-arg "BASE_IMAGE=$base" --build-arg "PYTHON_VERSION=$python_version"
+        --build-arg "SYSTEM_SITE_PACKAGES=$(flavor_default SYSTEM_SITE_PACKAGES)" "$context")
     log "building $image on $base (Python $python_version)"
     # The classic builder: the SDK uses it too, and buildx is not installed everywhere.
     if $quiet; then

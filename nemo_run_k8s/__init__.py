@@ -47,6 +47,7 @@ __all__ = [
     "list_jobs",
     "push_image",
     "run",
+    "set_progress",
     "submit",
     "sweep",
     "to_yaml",
@@ -74,6 +75,7 @@ _LAZY = {
     "Job": "nemo_run_k8s.job",
     "JobState": "nemo_run_k8s.spec",
     "submit": "nemo_run_k8s.api",
+    "set_progress": "nemo_run_k8s.progress",
     "run": "nemo_run_k8s.api",
     "dryrun": "nemo_run_k8s.api",
     "list_jobs": "nemo_run_k8s.job",
@@ -130,4 +132,5 @@ if TYPE_CHECKING:
     from nemo_run_k8s.image.builder import JobImage, build_image
     from nemo_run_k8s.image.push import push_image
     from nemo_run_k8s.job import Job, list_jobs
+    from nemo_run_k8s.progress import set_progress
     from nemo_run_k8s.spec import JobState

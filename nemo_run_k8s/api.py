@@ -91,12 +91,16 @@ def launch_prepared(
 def run(task: Any, executor: Executor | None = None, name: str | None = None) -> Job:
     """Submits ``task`` and waits for it. Returns the finished :class:`Job`.
 
+    While it builds, pushes and waits for the job to start, progress shows on
+    stderr; ``run.set_progress("off")`` (or ``NEMO_RUN_K8S_PROGRESS=off``) silences it.
+
     Raises :class:`~nemo_run_k8s.JobFailed` (with the job's traceback or the end
     of its logs) when the job did not succeed. Ctrl-C while waiting cancels
     the job.
     """
     job = submit(task, executor, name)
     try:
+        job.wait_started()  # progress: why it has not started yet, if it has not
         job.wait()
     except KeyboardInterrupt:
         job.cancel()

@@ -13,6 +13,10 @@ overrides. Overrides ``path.to.param=value`` are converted to the type the
 target's signature declares. Jobs are found again from any terminal through
 the job records. ``--output json|yaml`` prints machine-readable output.
 
+Progress (building, pushing, waiting for a job to start) goes to stderr: live
+on a terminal, plain lines otherwise, nothing with ``--quiet`` (see
+``nemo_run_k8s/progress.py``; ``NEMO_RUN_K8S_PROGRESS=off`` silences it too).
+
 This module imports only the standard library at start, so ``--help`` and
 ``list`` are quick; configs, docker and kubernetes load when a command needs them.
 """
@@ -80,12 +84,14 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = task_command("run", "submit a job, follow its logs, exit with its outcome", _cmd_run)
-    p.add_argument("--quiet", action="store_true", help="do not stream the job's logs")
+    _quiet_option(p, "no progress and no job logs; only the outcome")
     _output_option(p)
     p = task_command("submit", "submit a job and print its id", _cmd_submit)
+    _quiet_option(p, "no progress on stderr")
     _output_option(p)
     task_command("dryrun", "print what would be built and launched; starts nothing", _cmd_dryrun)
-    task_command("build", "build (or find) the job image only", _cmd_build)
+    p = task_command("build", "build (or find) the job image only", _cmd_build)
+    _quiet_option(p, "no progress on stderr")
 
     p = sub.add_parser("list", help="list recorded jobs", description="list recorded jobs")
     p.add_argument("--experiment")
@@ -107,6 +113,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="print a job's logs", description="print a job's logs")
     p.add_argument("job_id", metavar="ID")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    p.add_argument(
+        "--replica", choices=("master", "worker"), help="only this kind of node (default: all)"
+    )
+    p.add_argument(
+        "--index", type=int, help="only this one of --replica (from 0; Docker node i+1 = worker i)"
+    )
     p.set_defaults(func=_cmd_logs)
 
     p = sub.add_parser("show", help="show a job's config", description="show a job's config")
@@ -114,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("yaml", "flat", "manifest"), default="yaml")
     p.set_defaults(func=_cmd_show)
     return parser
+
+
+def _quiet_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help=help)
 
 
 def _output_option(p: argparse.ArgumentParser) -> None:
@@ -148,10 +164,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from nemo_run_k8s.api import submit
 
     task, executor = _task_and_executor(args)
+    _quiet(args)
     job = submit(task, executor, args.name)
-    if args.output == "table":
+    if args.output == "table" and not args.quiet:
         print(f"submitted {job.id} ({executor.kind}); Ctrl-C cancels it", file=sys.stderr)
     try:
+        if not args.quiet:
+            job.wait_started()  # shows why it is not running yet, if it is not
         if not args.quiet and args.output == "table":
             for line in job.logs(follow=True):
                 print(line, flush=True)
@@ -177,6 +196,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     from nemo_run_k8s.api import submit
 
     task, executor = _task_and_executor(args)
+    _quiet(args)
     job = submit(task, executor, args.name)
     if args.output == "table":
         print(job.id)
@@ -202,11 +222,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
             "error: the local executor uses no image; pass --executor docker|k8s", file=sys.stderr
         )
         return 2
+    _quiet(args)
     image = build_image(task, executor)
-    print(
-        f"{'built' if image.built else 'found'} {image.ref} in {image.seconds:.2f}s",
-        file=sys.stderr,
-    )
+    if not args.quiet:
+        what = "built" if image.built else "found"
+        print(f"{what} {image.ref} in {image.seconds:.2f}s", file=sys.stderr)
     print(image.ref)
     return 0
 
@@ -257,21 +277,40 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print_state(job: Any, output: str) -> None:
-    """One line for people (with the backend's reason, if any), or data for scripts."""
-    state = job.state()
+    """A line for people (with the backend's reason, if any) and, on Kubernetes, one per
+    replica (its pod's phase and why) and the latest warning events; or data for scripts."""
+    described = job.describe()
+    state = described.state
     if output != "table":
-        _print_data({**_job_data(job, state), "reason": job.reason()}, output)
+        data = {**_job_data(job, state), "reason": described.reason}
+        data["replicas"] = [dataclasses.asdict(r) for r in described.replicas]
+        data["warnings"] = list(described.warnings)
+        _print_data(data, output)
         return
-    reason = job.reason() if state.value in ("FAILED", "PENDING") else ""
-    print(
-        f"{job.id}  {job.name}  {job.executor}  {state.value}" + (f"  ({reason})" if reason else "")
-    )
+    reason = described.reason if state.value in ("FAILED", "PENDING") else ""
+    headline = f"{job.id}  {job.name}  {job.executor}  {state.value}"
+    if not described.replicas:
+        print(headline + (f"  ({reason})" if reason else ""))
+        return
+    from nemo_run_k8s.tables import format_table
+
+    print(headline)
+    rows = [("  REPLICA", "POD", "PHASE", "RESTARTS", "DETAIL")]
+    rows += [
+        (f"  {r.label}", r.pod or "-", r.phase, str(r.restarts), r.detail)
+        for r in described.replicas
+    ]
+    print(format_table(rows))
+    for i, line in enumerate(reason.splitlines()):
+        print(("  reason: " if i == 0 else "          ") + line)
+    for warning in described.warnings:
+        print(f"  warning: {warning}")
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
     job = _job(args.job_id)
     try:
-        for line in job.logs(follow=args.follow):
+        for line in job.logs(follow=args.follow, replica=args.replica, index=args.index):
             print(line, flush=True)
     except BrokenPipeError:
         pass
@@ -303,6 +342,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
             print(f"# no config.yaml: {manifest['config_yaml_omitted']}", file=sys.stderr)
         print(manifest.get("flattened_config", ""))
     return 0
+
+
+def _quiet(args: argparse.Namespace) -> None:
+    """``--quiet``: no progress on stderr for the rest of this command."""
+    if args.quiet:
+        from nemo_run_k8s.progress import set_progress
+
+        set_progress("off")
 
 
 def _job(job_id: str) -> Any:

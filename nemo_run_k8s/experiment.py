@@ -153,9 +153,16 @@ class Experiment:
         """Rank 0's return value of every job (raises JobFailed for a failed one)."""
         return {name: job.result() for name, job in self._jobs.items()}
 
-    def logs(self, name: str, follow: bool = False) -> Iterator[str]:
+    def logs(
+        self,
+        name: str,
+        follow: bool = False,
+        *,
+        replica: str | None = None,
+        index: int | None = None,
+    ) -> Iterator[str]:
         try:
-            return self._jobs[name].logs(follow=follow)
+            return self._jobs[name].logs(follow=follow, replica=replica, index=index)
         except KeyError:
             raise ConfigError(
                 f"no task {name!r} in experiment {self.name!r}: {self.names}"

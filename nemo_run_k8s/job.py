@@ -15,7 +15,7 @@ from typing import Any
 from nemo_run_k8s.errors import JobFailed
 from nemo_run_k8s.executors.base import Executor, backend_class
 from nemo_run_k8s.records import JobRecord, Records
-from nemo_run_k8s.spec import JobState
+from nemo_run_k8s.spec import JobDescription, JobState
 
 _POLL_START = 0.01
 
@@ -76,6 +76,29 @@ class Job:
             return self._record.message
         return self._backend.reason(self._record.handle)
 
+    def describe(self) -> JobDescription:
+        """State, reason, each node's status (a pod's phase and why) and recent warnings.
+
+        Backends without per-node detail (local, Docker) give the state and reason only.
+        """
+        if not self._record.handle:
+            return JobDescription(self.state(), self._record.message)
+        description = self._backend.describe(self._record.handle)
+        if description.state.value != self._record.state:
+            self._records.update(self.id, state=description.state.value)
+            self._record.state = description.state.value
+        return description
+
+    def wait_started(self) -> JobState:
+        """Waits while the job is PENDING, showing on stderr why it has not started.
+
+        Returns the state it moved to (RUNNING, or a final one). What shows,
+        if anything, follows ``run.set_progress`` (see :mod:`nemo_run_k8s.progress`).
+        """
+        from nemo_run_k8s import progress
+
+        return progress.watch_start(self.describe, self.id, self._backend.poll_interval)
+
     def done(self) -> bool:
         return self.state().is_terminal
 
@@ -99,11 +122,22 @@ class Job:
             time.sleep(delay)
             delay = min(delay * 1.3, self._backend.poll_interval)
 
-    def logs(self, follow: bool = False) -> Iterator[str]:
-        """The job's log lines; with ``follow``, new lines as they come until the job ends."""
+    def logs(
+        self, follow: bool = False, *, replica: str | None = None, index: int | None = None
+    ) -> Iterator[str]:
+        """The job's log lines; with ``follow``, new lines as they come until the job ends.
+
+        Every node's lines, merged as they come and prefixed with the node
+        (``[master0 rank0]``, ``[worker1 rank2]`` on Kubernetes; ``[node1 rank1]`` in
+        Docker). ``replica="master"|"worker"`` and ``index`` pick nodes: node 0 of a
+        Docker job is the master, node ``i + 1`` is worker ``i``.
+        """
         if not self._record.handle:
+            from nemo_run_k8s.executors.base import select_nodes
+
+            select_nodes(1, replica, index)  # the same errors as a launched job
             return iter(())
-        return self._backend.logs(self._record.handle, follow=follow)
+        return self._backend.logs(self._record.handle, follow=follow, replica=replica, index=index)
 
     def log_tail(self, lines: int = 30) -> str:
         tail: list[str] = []

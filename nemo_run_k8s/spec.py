@@ -118,3 +118,36 @@ class Plan:
         return "\n".join(header) + "\n" + body
 
     __repr__ = __str__
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaStatus:
+    """One node of a job as its backend sees it now (a pod on Kubernetes).
+
+    ``replica`` is ``master`` or ``worker`` and ``index`` counts within it, as in
+    ``Job.logs(replica=..., index=...)``; ``phase`` is the pod phase (``Pending``,
+    ``Running``, ``Succeeded``, ``Failed``) or ``not created``; ``detail`` says why
+    in words (``pulling image ...``, ``unschedulable: ...``).
+    """
+
+    replica: str
+    index: int
+    phase: str
+    detail: str = ""
+    restarts: int = 0
+    pod: str = ""
+
+    @property
+    def label(self) -> str:
+        """How its log lines are prefixed: ``master0``, ``worker2``."""
+        return f"{self.replica}{self.index}"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobDescription:
+    """A job's state with what its backend can say about each node (``run.Job.describe``)."""
+
+    state: JobState
+    reason: str = ""
+    replicas: tuple[ReplicaStatus, ...] = ()
+    warnings: tuple[str, ...] = ()

@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh
 if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then
     bash .ci/setup-docker.sh
-    bash .ci/setup-base-image.sh
+    bash .ci/setup-base-image.sh        # nemo-run-k8s/base-python: python3 only
+    bash .ci/setup-base-image.sh torch  # nemo-run-k8s/base-torch: + Debian's torch 1.13 (cpu's base)
     bash images/build.sh cpu
     bash .ci/setup-registry.sh --auth
     # The Python-mismatch test fetches Debian's pypy3 with `apt-get download`: apt needs its lists.

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nemo_run_k8s.errors import InvalidOptionError
-from nemo_run_k8s.spec import Handle, ImageSpec, JobIdentity, JobState, Plan, Resources
+from nemo_run_k8s.spec import (
+    Handle,
+    ImageSpec,
+    JobDescription,
+    JobIdentity,
+    JobState,
+    Plan,
+    Resources,
+)
 
 if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
@@ -98,8 +106,19 @@ class Executor(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:
-        """The job's log lines (without trailing newlines); ``follow`` waits for more."""
+    def logs(
+        cls,
+        handle: Handle,
+        follow: bool = False,
+        *,
+        replica: str | None = None,
+        index: int | None = None,
+    ) -> Iterator[str]:
+        """The job's log lines (without trailing newlines); ``follow`` waits for more.
+
+        Every node's lines, merged as they are written, unless ``replica``
+        (``"master"`` or ``"worker"``) and ``index`` pick some: see :func:`select_nodes`.
+        """
 
     @classmethod
     @abc.abstractmethod
@@ -110,6 +129,16 @@ class Executor(abc.ABC):
     def reason(cls, handle: Handle) -> str:
         """Why the job failed or is stuck, in words, when the backend knows ('' otherwise)."""
         return ""
+
+    @classmethod
+    def describe(cls, handle: Handle) -> JobDescription:
+        """The state with each node's status and recent warnings, where the backend has them.
+
+        The default knows only the state and its reason; Kubernetes adds each pod.
+        """
+        state = cls.state(handle)
+        reason = cls.reason(handle) if state in (JobState.PENDING, JobState.FAILED) else ""
+        return JobDescription(state, reason)
 
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
@@ -150,6 +179,36 @@ def reject_unknown_options(cls: type) -> type:
 
     setattr(cls, "__init__", __init__)  # noqa: B010
     return cls
+
+
+def select_nodes(num_nodes: int, replica: str | None, index: int | None) -> list[int]:
+    """The nodes ``replica``/``index`` pick, numbered as the job numbers them.
+
+    Node 0 is the master (``replica="master", index=0``) and node ``i + 1`` is
+    worker ``i``, as in a PyTorchJob, where the master has node rank 0. No
+    ``replica`` means every node; a ``replica`` without ``index``, all of that kind.
+    """
+    workers = num_nodes - 1
+    if replica is None:
+        if index is not None:
+            raise InvalidOptionError("index= needs replica= ('master' or 'worker')")
+        return list(range(num_nodes))
+    if replica not in ("master", "worker"):
+        raise InvalidOptionError(f"replica must be 'master' or 'worker', got {replica!r}")
+    first, count = (0, 1) if replica == "master" else (1, workers)
+    if index is None:
+        return list(range(first, first + count))
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        raise InvalidOptionError(
+            f"{replica} index {index!r} does not exist: this job has 1 master and "
+            f"{workers} worker(s), indexed from 0"
+        )
+    return [first + index]
+
+
+def node_label(node: int) -> tuple[str, int]:
+    """(replica, index) of a node: node 0 is ``("master", 0)``, node 3 is ``("worker", 2)``."""
+    return ("master", 0) if node == 0 else ("worker", node - 1)
 
 
 def backend_class(kind: str) -> type[Executor]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.executors.base import Executor
+from nemo_run_k8s.executors.base import Executor, select_nodes
 from nemo_run_k8s.executors.fork import can_fork, detach
 from nemo_run_k8s.spec import Handle
 
@@ -72,9 +72,19 @@ class HostExecutor(Executor):
     """A backend whose jobs run on this host and keep their logs in files listed by the handle."""
 
     @classmethod
-    def logs(cls, handle: Handle, follow: bool = False) -> Iterator[str]:
-        yield from follow_files(
-            [Path(p) for p in handle["log_files"]],
+    def logs(
+        cls,
+        handle: Handle,
+        follow: bool = False,
+        *,
+        replica: str | None = None,
+        index: int | None = None,
+    ) -> Iterator[str]:
+        """Lines of the nodes' log files; node 0 is the master, node ``i + 1`` worker ``i``."""
+        files = handle["log_files"]
+        nodes = select_nodes(len(files), replica, index)
+        return follow_files(
+            [Path(files[n]) for n in nodes],
             lambda: cls.state(handle).is_terminal,
             follow,
         )

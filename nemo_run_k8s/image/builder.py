@@ -57,7 +57,7 @@ BUNDLE_LAYER_MARKER = "# --- bundle layer ---"
 ENV_REPO = "nemo-run-k8s/env"
 JOB_REPO = "nemo-run-k8s/job"
 BUNDLES_LABEL = "nemo-run-k8s.io/bundles"
-_PREFLIGHT_VERSION = 1
+_PREFLIGHT_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,10 +146,11 @@ class ImageBuilder:
     """Builds job images with the Docker engine (docker SDK, classic builder)."""
 
     def __init__(self, client: Any = None, quiet: bool | None = None):
+        from nemo_run_k8s import progress
+
         self.client = client or docker_client()
-        if quiet is None:
-            quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
-        self.quiet = quiet
+        self.progress = progress.reporter(quiet)  # see nemo_run_k8s/progress.py
+        self.quiet = self.progress.mode != "plain"  # pip's own output: plain lines only
         self.cache = records.home() / "cache"
 
     # ------------------------------------------------------------------ public
@@ -233,7 +234,7 @@ class ImageBuilder:
             raise ImageBuildError(f"adding the bundle layer to {env_ref} failed: {err}") from err
         finally:
             self.client.api.remove_container(container["Id"], force=True)
-        self._say(f"built {ref}")
+        self._say(f"built {ref}: bundle layer of {len(context.getvalue()) / 1e3:.1f} kB")
 
     def base_info(self, base_image: str) -> dict[str, Any]:
         """Image id, Python version and platform of a base image (cached per image id)."""
@@ -260,12 +261,14 @@ class ImageBuilder:
         """Checks inside the image that the bundle loads and its targets import.
 
         The verdict depends on the environment (base, wheels), the Python version,
-        the task kind, the modules imported by reference and the code files those
-        modules come from; it is cached on exactly that, so neither a config
-        change nor an edit to code the job does not import runs it again.
+        the task kind, whether a node runs several processes (torchrun), the
+        modules imported by reference and the code files those modules come from;
+        it is cached on exactly that, so neither a config change nor an edit to
+        code the job does not import runs it again.
         """
         manifest = bundle.manifest
         imports = sorted(manifest.get("imports", {}))
+        multi_process = int(manifest.get("resources", {}).get("nproc_per_node") or 1) > 1
         key = digest(
             [
                 str(_PREFLIGHT_VERSION),
@@ -273,6 +276,7 @@ class ImageBuilder:
                 env.code_key(imports),
                 manifest["python"],
                 manifest["task_kind"],
+                f"torchrun={multi_process}",
                 *imports,
             ]
         )
@@ -280,6 +284,7 @@ class ImageBuilder:
         if marker.exists():
             return
         path = bundle.image_path
+        self._say(f"checking that the job loads in {ref} (preflight)")
         output = self._run_once(
             image_id,
             ["python3", "-m", "nemo_run_k8s.runtime.import_check", path],
@@ -314,12 +319,20 @@ class ImageBuilder:
 
     def _pull(self, ref: str) -> Any:
         import docker.errors
+        from docker.utils import parse_repository_tag
 
-        self._say(f"pulling base image {ref} ...")
-        try:
-            return self.client.images.pull(ref)
-        except docker.errors.APIError as err:
-            raise base_image_missing(ref, err.explanation) from err
+        repo, tag = parse_repository_tag(ref)
+        with self.progress.pull(repo, tag or "latest") as shown:
+            try:
+                for chunk in self.client.api.pull(repo, tag, stream=True, decode=True):
+                    if "error" in chunk or "errorDetail" in chunk:
+                        raise base_image_missing(ref, chunk.get("error", str(chunk)))
+                    shown.feed(chunk)
+                image = self.client.images.get(ref)
+            except docker.errors.APIError as err:
+                raise base_image_missing(ref, err.explanation) from err
+            shown.done(ref)
+        return image
 
     def _run_once(
         self, image: str, command: list[str], what: str, allow_failure: bool = False
@@ -356,36 +369,35 @@ class ImageBuilder:
         buildargs: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
     ) -> None:
-        """Runs one classic-builder build, streaming progress; failures name the step."""
-        self._say(f"building {tag}")
+        """Runs one classic-builder build, showing its progress; failures name the step."""
         step, step_output = "", list[str]()
-        stream = self.client.api.build(
-            fileobj=context,
-            custom_context=True,
-            tag=tag,
-            buildargs=buildargs,
-            labels=labels,
-            rm=True,
-            forcerm=True,
-            decode=True,
-        )
-        for chunk in stream:
-            if "error" in chunk or "errorDetail" in chunk:
-                detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error", "")
-                # The classic builder colours a step's stderr: keep the text, drop the codes.
-                output = re.sub(r"\x1b\[[0-9;]*m", "", "".join(step_output[-40:])).rstrip()
-                raise ImageBuildError(
-                    f"building {tag} failed at {step.strip() or 'the first step'}\n"
-                    f"{detail.strip()}\n--- step output ---\n{output}"
-                )
-            text = chunk.get("stream", "")
-            if text.startswith("Step "):
-                step, step_output = text, []
-            elif text:
-                step_output.append(text)
-            if text and not self.quiet:
-                sys.stderr.write(text)
-        self._say(f"built {tag}")
+        with self.progress.build(tag, len(context.getbuffer())) as shown:
+            stream = self.client.api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                buildargs=buildargs,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error", "")
+                    # The classic builder colours a step's stderr: keep the text, drop the codes.
+                    output = re.sub(r"\x1b\[[0-9;]*m", "", "".join(step_output[-40:])).rstrip()
+                    raise ImageBuildError(
+                        f"building {tag} failed at {step.strip() or 'the first step'}\n"
+                        f"{detail.strip()}\n--- step output ---\n{output}"
+                    )
+                text = chunk.get("stream", "")
+                if text.startswith("Step "):
+                    step, step_output = text, []
+                elif text:
+                    step_output.append(text)
+                shown.feed(text)
+            shown.done()
 
     def _hashed(
         self, code_dir: str | None, files: list[tuple[str, Path]]
@@ -395,8 +407,7 @@ class ImageBuilder:
         return FileHashCache(self.cache / "file-hashes.json").hash_all(files)
 
     def _say(self, message: str) -> None:
-        if not self.quiet:
-            print(f"nemo-run-k8s: {message}", file=sys.stderr, flush=True)
+        self.progress.note(message)
 
 
 def docker_client() -> Any:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
 from nemo_run_k8s.errors import ImageBuildError
@@ -21,30 +19,27 @@ def push_image(image: JobImage | str, repo: str, *, quiet: bool | None = None) -
     """
     import docker.errors
 
+    from nemo_run_k8s import progress
     from nemo_run_k8s.image.builder import JobImage, docker_client
 
     client = docker_client()
     ref = image.ref if isinstance(image, JobImage) else image
     tag = ref.rsplit(":", 1)[1] if ":" in ref.rsplit("/", 1)[-1] else "latest"
-    if quiet is None:
-        quiet = bool(os.environ.get("CI")) or not sys.stderr.isatty()
-    try:
-        client.images.get(ref).tag(repo, tag)
-        stream = client.api.push(repo, tag=tag, stream=True, decode=True)
-        digest = None
-        for chunk in stream:
-            if "error" in chunk or "errorDetail" in chunk:
-                raise ImageBuildError(_push_error(repo, chunk.get("error", str(chunk))))
-            digest = chunk.get("aux", {}).get("Digest", digest)
-            if not quiet and chunk.get("status"):
-                progress = chunk.get("progress", "")
-                print(
-                    f"{chunk.get('id', '')} {chunk['status']} {progress}".strip(), file=sys.stderr
-                )
-    except docker.errors.APIError as err:
-        raise ImageBuildError(_push_error(repo, str(err.explanation or err))) from err
-    if digest is None:
-        raise ImageBuildError(f"pushing {repo}:{tag} reported no digest; check the registry")
+    with progress.reporter(quiet).push(repo, tag) as shown:
+        try:
+            client.images.get(ref).tag(repo, tag)
+            stream = client.api.push(repo, tag=tag, stream=True, decode=True)
+            digest = None
+            for chunk in stream:
+                if "error" in chunk or "errorDetail" in chunk:
+                    raise ImageBuildError(_push_error(repo, chunk.get("error", str(chunk))))
+                digest = chunk.get("aux", {}).get("Digest", digest)
+                shown.feed(chunk)
+        except docker.errors.APIError as err:
+            raise ImageBuildError(_push_error(repo, str(err.explanation or err))) from err
+        if digest is None:
+            raise ImageBuildError(f"pushing {repo}:{tag} reported no digest; check the registry")
+        shown.done(f"{repo}@{digest}")
     return f"{repo}@{digest}"
 
 

@@ -9,21 +9,39 @@
 # So a config change rebuilds one tiny layer, whatever the size of the code directory.
 #
 # Any base with a python3 on PATH works: NGC-style images with torch in the system Python, images
-# whose python3 is already a venv (images/cpu), and Debian images whose pip refuses system
-# installs (a venv that still sees the base's packages is made for them).
+# whose python3 is already a venv (images/cpu, uv or conda environments), and Debian images whose
+# pip refuses system installs (PEP 668; a venv that still sees the base's packages is made there).
 ARG BASE_IMAGE=nemo-run-k8s/cpu:local
 FROM ${BASE_IMAGE}
 
-# 1. Runtime dependencies of nemo_run_k8s (fiddle, cloudpickle, PyYAML and theirs), as wheels.
+# 1. Runtime dependencies of nemo_run_k8s (fiddle, cloudpickle, PyYAML and theirs), as wheels,
+#    installed with pip: into python3's own venv when it is one; else into a new venv that sees
+#    the system's packages (torch); else, when no venv can be made, into the system Python if its
+#    pip allows that (no PEP 668 marker). Where none works the build stops and says what to do.
 COPY wheels/deps/ /tmp/nemo_run_k8s/deps/
-RUN set -eu; \
-    if ! python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then \
-        python3 -m venv --system-site-packages /opt/nemo_run_k8s/venv; \
+RUN set -u; \
+    stop() { echo "nemo_run_k8s: cannot install its runtime wheels into the base image's python3" \
+        "($(command -v python3), $(python3 -V 2>&1)): $*" >&2; exit 1; }; \
+    py=python3; \
+    if python3 -c 'import sys; sys.exit(sys.prefix != sys.base_prefix)'; then \
+        if python3 -m venv --system-site-packages /opt/nemo_run_k8s/venv >/tmp/venv.log 2>&1; then \
+            py=/opt/nemo_run_k8s/venv/bin/python3; \
+        else \
+            rm -rf /opt/nemo_run_k8s/venv; \
+            marker=$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')/EXTERNALLY-MANAGED; \
+            [ ! -f "$marker" ] || stop "it is the system's Python, whose pip refuses installs" \
+                "(PEP 668: $marker), and 'python3 -m venv' fails: $(tail -n 4 /tmp/venv.log | tr '\n' ' ')." \
+                "Add the venv module to the base image (Debian/Ubuntu: apt-get install python3-venv)," \
+                "or make a venv there and put it first on PATH" \
+                "(RUN python3 -m venv --system-site-packages /opt/venv; ENV PATH=/opt/venv/bin:\$PATH)."; \
+        fi; \
     fi; \
-    py=$(command -v /opt/nemo_run_k8s/venv/bin/python3 || command -v python3); \
+    "$py" -m pip --version >/dev/null 2>&1 || "$py" -m ensurepip --default-pip >/dev/null 2>&1 \
+        || stop "$py has no pip and ensurepip cannot add one: install pip (or, on Debian/Ubuntu," \
+            "python3-venv) into the base image."; \
     "$py" -m pip install --quiet --no-cache-dir --disable-pip-version-check --no-index --no-deps \
-        /tmp/nemo_run_k8s/deps/*.whl; \
-    rm -rf /tmp/nemo_run_k8s/deps
+        /tmp/nemo_run_k8s/deps/*.whl || stop "pip install failed (its output is above)."; \
+    rm -rf /tmp/nemo_run_k8s/deps /tmp/venv.log
 ENV PATH=/opt/nemo_run_k8s/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 

@@ -10,7 +10,9 @@ PyTorchJob pod:
    process. torchrun reads the environment the Kubeflow operator sets on
    PyTorchJob pods (``MASTER_ADDR``, ``MASTER_PORT``, ``PET_NNODES``,
    ``PET_NODE_RANK``, ``PET_NPROC_PER_NODE``); the Docker and local executors
-   set the same variables.
+   set the same variables. Its flags are spelled the way the image's torch
+   takes them (torch 1.x only knows ``--nproc_per_node``, 2.x prefers
+   ``--nproc-per-node``); no torch is a setup error (exit 3), not a crash.
 3. Runs the task: a ``run.Partial`` is built and the partial called; a
    ``run.Config`` is built and the built object is called (so a Config of a
    callable class works); a ``run.Script`` runs with bash, ``env_vars`` in the
@@ -171,23 +173,24 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_seconds: float = 5.0) -> No
 
 
 def _run_torchrun(args: argparse.Namespace, nproc: int) -> int:
-    """Starts one entrypoint per process through torchrun, with the operator's env."""
+    """Starts one entrypoint per process through torchrun, with the operator's env.
+
+    The flags are spelled the way the image's torch accepts (see :mod:`.torchrun`).
+    """
+    from nemo_run_k8s.runtime import torchrun
+
     env = os.environ
-    # The underscore spellings: torch 1.13 (Debian's python3-torch) knows only these; 2.x
-    # accepts both.
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nnodes={env.get('PET_NNODES', '1')}",
-        f"--nproc_per_node={nproc}",
-        f"--node_rank={env.get('PET_NODE_RANK', '0')}",
-        f"--master_addr={env.get('MASTER_ADDR', '127.0.0.1')}",
-        f"--master_port={env.get('MASTER_PORT', '29500')}",
-        "-m",
-        "nemo_run_k8s.runtime.entrypoint",
-        str(args.bundle),
-    ]
+    try:
+        command = torchrun.command(
+            nnodes=env.get("PET_NNODES", "1"),
+            nproc_per_node=nproc,
+            node_rank=env.get("PET_NODE_RANK", "0"),
+            master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=env.get("MASTER_PORT", "29500"),
+        )
+    except torchrun.TorchrunUnavailable as err:
+        return _setup_failed(str(err))
+    command += ["-m", "nemo_run_k8s.runtime.entrypoint", str(args.bundle)]
     if args.output is not None:
         command += ["--output", str(args.output)]
     try:

@@ -5,7 +5,8 @@
 Prints one JSON line, ``{"ok": bool, "python": "3.11.2", "problems": [...]}``:
 the bundle's format, hash and Python minor version, then every module the task
 imports by reference and the task itself (unpickled, which imports every
-target). Nothing of the task runs.
+target), and for several processes per node that torchrun is there and takes
+the flags the entrypoint will pass. Nothing of the task runs.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def check(bundle_path: str) -> list[str]:
         return [f"the task cannot be loaded in the image: {type(err).__name__}: {err}"]
     if bundle.manifest["task_kind"] == "script" and shutil.which("bash") is None:
         return ["the task is a run.Script but the image has no bash on PATH"]
+    nproc = int(bundle.manifest.get("resources", {}).get("nproc_per_node") or 1)
+    if nproc > 1:
+        from nemo_run_k8s.runtime import torchrun
+
+        try:
+            torchrun.flags()  # what the entrypoint will ask; nothing of torch is imported
+        except torchrun.TorchrunUnavailable as err:
+            return [f"nproc_per_node={nproc}: {err}"]
     return []
 
 

@@ -110,6 +110,9 @@ def test_env_contract_and_followed_logs(base_image: str, docker_client: Any) -> 
     job = run.submit(run.Partial(show_env, steps=3), executor, name="env-contract")
     followed = list(job.logs(follow=True))  # streams every node until the job ends
     assert job.state() is JobState.SUCCEEDED
+    worker = list(job.logs(replica="worker", index=0))  # node 1 is worker 0, as on Kubernetes
+    assert worker and all(line.startswith("[node1 rank1] ") for line in worker), worker
+    assert all(line.startswith("[node0 rank0] ") for line in job.logs(replica="master"))
     master = docker_spec.container_name(job.id, 0)
     for node in (0, 1):
         assert [line for line in followed if f"[node{node} rank{node}] step" in line] == [

@@ -152,15 +152,24 @@ def test_a_python_minor_mismatch_is_refused_before_building(
 def test_a_failing_recipe_step_shows_the_step_and_its_output(
     base_image: str, docker_client: Any, made_images: Any
 ) -> None:
-    # A base whose python3 lost its venv module: the recipe's first RUN cannot make the venv.
+    # A Debian base whose python3 lost its venv module: its pip refuses system installs
+    # (PEP 668) and no venv can be made, so the recipe's first RUN stops and says what to do.
     dockerfile = f"FROM {base_image}\nRUN rm -rf /usr/lib/python3*/venv\n"
     broken = build_test_base(docker_client, "no-venv", dockerfile, {})
     made_images.add(broken)
     with pytest.raises(ImageBuildError) as caught:
         run.build_image(run.Partial(scale, x=1), run.DockerExecutor(base_image=broken))
     message = str(caught.value)
-    assert "failed at Step " in message and ": RUN set -eu;" in message
-    assert "\n/usr/bin/python3: No module named venv\n" in message  # the step's own output
+    assert "failed at Step " in message and ": RUN set -u;" in message
+    assert "\nnemo_run_k8s: cannot install its runtime wheels into the base image's python3" in (
+        message  # the step's own output
+    )
+    assert "(PEP 668: /usr/lib/python3.11/EXTERNALLY-MANAGED)" in message
+    assert "/usr/bin/python3: No module named venv" in message  # why no venv could be made
+    assert "apt-get install python3-venv" in message
+    assert "python3 -m venv --system-site-packages /opt/venv; ENV PATH=/opt/venv/bin:$PATH" in (
+        message
+    )
     assert "\x1b[" not in message  # without the builder's colour codes
     assert "returned a non-zero code" in message
 

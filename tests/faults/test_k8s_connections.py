@@ -8,6 +8,7 @@ went away cost a 60 s read timeout (twice, with the retry) on every call.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -122,7 +123,12 @@ class SilentServer:
             self.accepted.append(conn)
 
     def close(self) -> None:
+        # shutdown() wakes the accept() in progress (close() alone does not): the thread ends,
+        # so later tests see a single-threaded process (local jobs fork only then).
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self.thread.join(timeout=10)
         for conn in self.accepted:
             conn.close()
 

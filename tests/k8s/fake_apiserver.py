@@ -347,7 +347,7 @@ class FakeApiServer:
     def _pods(self, ns: str, selector: str) -> list[dict[str, Any]]:
         with self._lock:
             jobs = [j for (jns, _), j in self._jobs.items() if jns == ns and j.pods_exist()]
-        pods = [j.pod(r, i) for j in jobs for r, i in j.replicas()]
+        pods = [j.pod(r, i) for j in jobs for r, i in j.replicas() if j.pod_exists(r, i)]
         return [p for p in pods if _selector_matches(selector, p["metadata"]["labels"])]
 
     def _events(self, ns: str, selector: str) -> list[dict[str, Any]]:
@@ -357,6 +357,23 @@ class FakeApiServer:
             jobs = [j for (jns, _), j in self._jobs.items() if jns == ns and j.deleted is None]
         for job in jobs:
             name = job.obj["metadata"]["name"]
+            for replica, index in job.replicas():
+                pod = f"{name}-{replica}-{index}"
+                if fields.get("involvedObject.name") != pod or not job.pod_exists(replica, index):
+                    continue
+                if job.pod_phase(replica, index) != "Pending":
+                    continue
+                for i, (kind, reason, message) in enumerate(job.program.pod_events):
+                    events.append(
+                        {
+                            "metadata": {"name": f"{pod}.{i}", "namespace": ns},
+                            "involvedObject": {"kind": "Pod", "name": pod, "namespace": ns},
+                            "reason": reason,
+                            "message": message.format(pod=pod),
+                            "type": kind,
+                            "lastTimestamp": now_iso(job.created + i),
+                        }
+                    )
             if fields.get("involvedObject.name", name) != name:
                 continue
             for i, (reason, message) in enumerate(job.program.warning_events):
@@ -376,7 +393,8 @@ class FakeApiServer:
             jobs = [j for (jns, _), j in self._jobs.items() if jns == ns and j.pods_exist()]
         for job in jobs:
             for replica, index in job.replicas():
-                if f"{job.obj['metadata']['name']}-{replica}-{index}" == pod_name:
+                name = f"{job.obj['metadata']['name']}-{replica}-{index}"
+                if name == pod_name and job.pod_exists(replica, index):
                     return job, replica, index
         return None
 
@@ -388,7 +406,14 @@ class FakeApiServer:
                 h, 404, status_body(404, "NotFound", f'pods "{pod_name}" not found', det)
             )
         job, replica, index = found
-        if job.phase() == "Pending":
+        if query.get("previous") in ("true", "1"):
+            previous = job.program.restarted.get(f"{replica}{index}")
+            if previous is None:
+                msg = f'previous terminated container "pytorch" in pod "{pod_name}" not found'
+                return self._send(h, 400, status_body(400, "BadRequest", msg))
+            text = "".join(line + "\n" for line in previous)
+            return self._send_raw(h, 200, text.encode(), "text/plain")
+        if job.pod_phase(replica, index) == "Pending":
             msg = f'container "pytorch" in pod "{pod_name}" is waiting to start: ContainerCreating'
             return self._send(h, 400, status_body(400, "BadRequest", msg))
         if query.get("follow") not in ("true", "1"):

@@ -36,6 +36,28 @@ class JobProgram:
     pod_linger: float = 0.2  # pods stay (terminating) this long after the job is deleted
     warning_events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     past_backoff_limit: bool = False
+    # Per pod, by replica label ("worker1"): seconds it starts after the others.
+    late: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Per pod: the log lines of the container that ran before a restart (restartCount 1).
+    restarted: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # Events of every pod while it is pending: (type, reason, message).
+    pod_events: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+
+# What the scheduler (1.34) says for a GPU request no node can meet (3 nodes here).
+UNSCHEDULABLE_MESSAGE = (
+    "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. no new claims to deallocate, "
+    "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+)
+
+
+def pull_backoff_message(image: str) -> str:
+    """What kubelet 1.34 with containerd says for a digest the registry does not have."""
+    return (
+        f'Back-off pulling image "{image}": ErrImagePull: rpc error: code = NotFound '
+        f'desc = failed to pull and unpack image "{image}": failed to resolve reference '
+        f'"{image}": {image}: not found'
+    )
 
 
 def now_iso(at: float | None = None) -> str:
@@ -91,17 +113,36 @@ class SimJob:
             return "Running"
         return "Failed" if p.problem in ("OOMKilled", "Error") else "Succeeded"
 
+    def late(self, replica: str, index: int) -> float:
+        return self.program.late.get(f"{replica}{index}", 0.0)
+
+    def pod_exists(self, replica: str, index: int) -> bool:
+        return self.pods_exist() and self.elapsed() >= self.program.pods_after + self.late(
+            replica, index
+        )
+
+    def pod_phase(self, replica: str, index: int) -> str:
+        """The job's phase, except that a late pod is Pending until its own start."""
+        phase = self.phase()
+        if phase == "Running" and self.elapsed() < self.program.running_after + self.late(
+            replica, index
+        ):
+            return "Pending"
+        return phase
+
     def visible_lines(self, replica: str, index: int) -> list[str]:
         """Log lines written so far by one replica's container."""
-        p, t = self.program, self.elapsed()
+        p, t = self.program, self.elapsed() - self.late(replica, index)
         lines = (
             p.log_lines if replica == "master" else [f"worker {index}: {x}" for x in p.log_lines]
         )
-        if self.phase() == "Pending":
+        if self.pod_phase(replica, index) == "Pending":
             return []
         end = p.finish_after if p.finish_after is not None else p.running_after + 1.0
         span = max(end - p.running_after, 1e-6)
         shown = [x for i, x in enumerate(lines) if t >= p.running_after + span * i / len(lines)]
+        if self.phase() in ("Succeeded", "Failed"):
+            shown = list(lines)
         if self.phase() in ("Succeeded", "Failed") and replica == "master" and p.outcome_line:
             shown.append(p.outcome_line)
         return shown
@@ -145,7 +186,7 @@ class SimJob:
         meta, p = self.obj["metadata"], self.program
         spec = self.obj["spec"]["pytorchReplicaSpecs"][replica.capitalize()]
         template = spec["template"]
-        phase = self.phase()
+        phase = self.pod_phase(replica, index)
         labels = {
             **template.get("metadata", {}).get("labels", {}),
             "training.kubeflow.org/job-name": meta["name"],
@@ -159,12 +200,7 @@ class SimJob:
         state: dict[str, Any]
         conditions: list[dict[str, Any]] = []
         if p.problem == "ImagePullBackOff":
-            # What kubelet 1.34 with containerd says for a digest the registry does not have.
-            msg = (
-                f'Back-off pulling image "{image}": ErrImagePull: rpc error: code = NotFound '
-                f'desc = failed to pull and unpack image "{image}": failed to resolve reference '
-                f'"{image}": {image}: not found'
-            )
+            msg = pull_backoff_message(image)
             state = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
         elif p.problem == "Unschedulable":
             state = {}
@@ -173,11 +209,7 @@ class SimJob:
                     "type": "PodScheduled",
                     "status": "False",
                     "reason": "Unschedulable",
-                    "message": (
-                        "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. no new claims "
-                        "to deallocate, preemption: 0/3 nodes are available: 3 Preemption is "
-                        "not helpful for scheduling."
-                    ),
+                    "message": UNSCHEDULABLE_MESSAGE,
                     "lastTransitionTime": now_iso(self.created - p.unschedulable_for),
                 }
             )
@@ -194,6 +226,7 @@ class SimJob:
                 terminated["message"] = p.termination_message
             state = {"terminated": terminated}
         statuses = []
+        restarted = f"{replica}{index}" in p.restarted
         if state:
             statuses.append(
                 {
@@ -201,12 +234,16 @@ class SimJob:
                     "image": image,
                     "imageID": "",
                     "ready": "running" in state,
-                    "restartCount": 0,
+                    "restartCount": 1 if restarted else 0,
                     "state": state,
+                    "lastState": (
+                        {"terminated": {"exitCode": 1, "reason": "Error"}} if restarted else {}
+                    ),
                 }
             )
         pod_meta: dict[str, Any] = {
             "name": f"{meta['name']}-{replica}-{index}",
+            "uid": f"{meta['uid']}-{replica}-{index}",
             "namespace": meta["namespace"],
             "labels": labels,
             "creationTimestamp": now_iso(self.created),

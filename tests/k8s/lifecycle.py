@@ -110,10 +110,13 @@ def run_full_lifecycle(server: FakeApiServer) -> None:
         _check(first.state == JobState.PENDING, f"fresh job should be PENDING, got {first}")
         _check("FailedCreatePod" in first.reason, f"event reason missing: {first.reason!r}")
 
-        lines = list(KubernetesExecutor.logs(handle, follow=True))
-        _check(lines[:3] == ["loading", "training", "done"], f"master log: {lines}")
+        lines = list(KubernetesExecutor.logs(handle, follow=True))  # every replica, merged
+        master = [line for line in lines if line.startswith("[master0 rank0] ")]
+        _check(len(master) == 3 and "[worker0 rank1] worker 0: done" in lines, f"logs: {lines}")
         worker = list(KubernetesExecutor.logs(handle, replica="worker", index=0))
-        _check(worker[:1] == ["worker 0: loading"], f"worker log: {worker}")
+        _check(worker[:1] == ["[worker0 rank1] worker 0: loading"], f"worker log: {worker}")
+        description = KubernetesExecutor.describe(handle)
+        _check([r.label for r in description.replicas] == ["master0", "worker0"], "describe")
         _check(KubernetesExecutor.state(handle) == JobState.SUCCEEDED, "job should succeed")
         outcome = KubernetesExecutor.outcome(handle)
         _check(outcome == ("success", 42), f"outcome: {outcome}")

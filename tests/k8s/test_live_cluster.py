@@ -73,7 +73,8 @@ def test_tiny_job_runs_on_the_cluster(tmp_path: Path) -> None:
     handle = executor.launch(plan, bundle, job)
     try:
         lines = list(KubernetesExecutor.logs(handle, follow=True))
-        assert "hello from rank 0" in lines, f"logs: {lines} ({shlex.join(container['command'])})"
+        command = shlex.join(container["command"])
+        assert "[master0 rank0] hello from rank 0" in lines, f"logs: {lines} ({command})"
         deadline = time.monotonic() + 120
         while not (state := KubernetesExecutor.state(handle)).is_terminal:
             assert time.monotonic() < deadline, "job did not finish in 120 s"

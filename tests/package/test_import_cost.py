@@ -24,7 +24,7 @@ def test_import_does_not_load_backends_or_yaml():
     out = run_fresh(
         "import json, sys\n"
         "import nemo_run_k8s as run\n"
-        "heavy = ['docker', 'kubernetes', 'yaml', 'hydra', 'omegaconf']\n"
+        "heavy = ['docker', 'kubernetes', 'yaml', 'hydra', 'omegaconf', 'rich']\n"
         "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     assert json.loads(out) == []

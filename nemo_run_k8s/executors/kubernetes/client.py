@@ -369,9 +369,14 @@ def warning_events(conn: Conn, handle: Handle) -> list[str]:
     return [f"event {e.get('reason')}: {e.get('message', '')}" for e in items][-3:]
 
 
-def read_log(conn: Conn, handle: Handle, pod: str, tail_lines: int | None = None) -> list[str]:
+def read_log(
+    conn: Conn, handle: Handle, pod: str, tail_lines: int | None = None, previous: bool = False
+) -> list[str]:
+    """A pod's ``pytorch`` log so far (``previous``: of the container before its restart)."""
     ns = handle["namespace"]
     kwargs: dict[str, Any] = {"container": CONTAINER_NAME, "raw": True}
+    if previous:
+        kwargs["previous"] = True
     if tail_lines is not None:
         kwargs["tail_lines"] = tail_lines
     resp = call(conn, "get", "log", ns, pod, conn.core().read_namespaced_pod_log, pod, ns, **kwargs)

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nemo_run_k8s import labels as k8s_labels
 from nemo_run_k8s.errors import BackendError, InvalidOptionError
-from nemo_run_k8s.executors.base import Executor, reject_unknown_options
+from nemo_run_k8s.executors.base import Executor, reject_unknown_options, select_nodes
 from nemo_run_k8s.executors.kubernetes import client as kc
+from nemo_run_k8s.executors.kubernetes import replicas
 from nemo_run_k8s.executors.kubernetes.manifest import (
     GROUP,
     PLURAL,
@@ -34,7 +35,7 @@ from nemo_run_k8s.executors.kubernetes.manifest import (
 )
 from nemo_run_k8s.executors.kubernetes.options import KubernetesOptions
 from nemo_run_k8s.runtime.contract import decode_outcome_line
-from nemo_run_k8s.spec import Handle, JobIdentity, JobState, Plan
+from nemo_run_k8s.spec import Handle, JobDescription, JobIdentity, JobState, Plan
 
 if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
@@ -151,6 +152,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
             "kube_context": conn.context,
             "kubeconfig": kubeconfig,
             "num_nodes": self.num_nodes,
+            "nproc_per_node": self.resources().nproc_per_node,
             "image": image,
             "unschedulable_timeout": self.unschedulable_timeout,
         }
@@ -174,15 +176,19 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         longer than ``unschedulable_timeout``, makes the job FAILED with the reason,
         although the PyTorchJob stays on the cluster until cancelled.
         """
+        return cls._observe(handle)[0]
+
+    @classmethod
+    def _observe(cls, handle: Handle) -> tuple[JobStatus, dict[str, Any] | None, list[Any] | None]:
+        """(status, the PyTorchJob, its pods): pods are listed only when the job is not fine."""
         conn = kc.handle_conn(handle)
         job = cls._get_job(conn, handle)
         if job is None:
-            return JobStatus(
-                JobState.CANCELLED, "the PyTorchJob no longer exists (cancelled or expired)"
-            )
+            gone = "the PyTorchJob no longer exists (cancelled or expired)"
+            return JobStatus(JobState.CANCELLED, gone), None, None
         state, message = kc.condition_state(job)
         if state in (JobState.RUNNING, JobState.SUCCEEDED):
-            return JobStatus(state, "")
+            return JobStatus(state, ""), job, None
         pods = kc.list_pods(conn, handle)
         fatal, reasons = False, [message] if message else []
         for pod in pods:
@@ -195,7 +201,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
             reasons += kc.warning_events(conn, handle)
         if fatal and state == JobState.PENDING:
             state = JobState.FAILED
-        return JobStatus(state, "\n".join(reasons))
+        return JobStatus(state, "\n".join(reasons)), job, pods
 
     @classmethod
     def state(cls, handle: Handle) -> JobState:
@@ -207,57 +213,59 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         return cls.status(handle).reason
 
     @classmethod
+    def describe(cls, handle: Handle) -> JobDescription:
+        """The state, and each replica's pod phase with why, and the latest warning events."""
+        status, job, pods = cls._observe(handle)
+        conn = kc.handle_conn(handle)
+        if pods is None and job is not None:
+            pods = kc.list_pods(conn, handle)
+        return replicas.describe(conn, handle, status.state, status.reason, job, pods or [])
+
+    @classmethod
     def _replica_pod(cls, conn: kc.Conn, handle: Handle, replica: str, index: int) -> Any | None:
-        workers = int(handle.get("num_nodes", 1)) - 1
-        if replica not in ("master", "worker"):
-            raise InvalidOptionError(f"replica must be 'master' or 'worker', got {replica!r}")
-        limit = 1 if replica == "master" else workers
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < limit:
-            raise InvalidOptionError(
-                f"{replica} index {index!r} does not exist: this job has 1 master and "
-                f"{workers} worker(s), indexed from 0"
-            )
         selector = f"{kc.REPLICA_TYPE_SELECTOR}={replica},{kc.REPLICA_INDEX_SELECTOR}={index}"
         pods = kc.list_pods(conn, handle, selector)
         return pods[0] if pods else None
 
     @classmethod
     def logs(
-        cls, handle: Handle, follow: bool = False, *, replica: str = "master", index: int = 0
+        cls,
+        handle: Handle,
+        follow: bool = False,
+        *,
+        replica: str | None = None,
+        index: int | None = None,
     ) -> Iterator[str]:
-        """Log lines of one replica's ``pytorch`` container (default: the master).
+        """The ``pytorch`` container log of every replica (or those picked), merged and prefixed.
 
-        With ``follow``, waits for the pod to start (reporting instead when it
-        never can, e.g. ImagePullBackOff), then streams until the container exits.
+        With ``follow``, lines come as they are written, from pods as they start,
+        until the job ends; a replica that never starts (ImagePullBackOff, say)
+        is reported in one line instead of waited for. See
+        :mod:`~nemo_run_k8s.executors.kubernetes.replicas`.
         """
+        nodes = select_nodes(int(handle.get("num_nodes", 1)), replica, index)
         conn = kc.handle_conn(handle)
-        while True:
-            pod = cls._replica_pod(conn, handle, replica, index)
-            if pod is not None and kc.started(pod):
-                break
-            if not follow:
-                return
-            status = cls.status(handle)
-            if status.state.is_terminal:
-                note = f": {status.reason}" if status.reason else ""
-                state = status.state.value
-                yield f"[nemo-run-k8s] {replica} {index} never started; job {state}{note}"
-                return
-            time.sleep(cls.poll_interval)
-        if follow:
-            yield from kc.follow_log(conn, handle, pod["metadata"]["name"])
-        else:
-            yield from kc.read_log(conn, handle, pod["metadata"]["name"])
+        if not follow:
+            return replicas.read_logs(conn, handle, nodes)
+
+        def status() -> tuple[JobState, str]:
+            found = cls.status(handle)
+            return found.state, found.reason
+
+        return replicas.follow_logs(conn, handle, nodes, status, cls.poll_interval)
 
     @classmethod
     def outcome(cls, handle: Handle) -> tuple[str, Any] | None:
-        """Rank 0's outcome, read from the last outcome line of the master log."""
+        """Rank 0's outcome, read from the last outcome line of the master log.
+
+        With several processes per pod torchrun prefixes the line with ``[rank0]``.
+        """
         conn = kc.handle_conn(handle)
         pod = cls._replica_pod(conn, handle, "master", 0)
         if pod is None or not kc.started(pod):
             return None
         for line in reversed(kc.read_log(conn, handle, pod["metadata"]["name"], tail_lines=20)):
-            outcome = decode_outcome_line(line)
+            outcome = decode_outcome_line(replicas.strip_rank(line))
             if outcome is not None:
                 return outcome
         return None
@@ -304,7 +312,7 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         )  # fmt: skip
         jobs = []
         for item in found.get("items", []):
-            meta, replicas = item["metadata"], item["spec"]["pytorchReplicaSpecs"]
+            meta, specs = item["metadata"], item["spec"]["pytorchReplicaSpecs"]
             handle = {
                 "executor": cls.kind,
                 "name": meta["name"],
@@ -312,10 +320,18 @@ class KubernetesExecutor(KubernetesOptions, Executor):
                 "job_id": meta.get("labels", {}).get(k8s_labels.JOB_ID_LABEL, ""),
                 "kube_context": conn.context,
                 "kubeconfig": kubeconfig,
-                "num_nodes": sum(int(r.get("replicas", 1)) for r in replicas.values()),
-                "image": replicas["Master"]["template"]["spec"]["containers"][0].get("image"),
+                "num_nodes": sum(int(r.get("replicas", 1)) for r in specs.values()),
+                "nproc_per_node": _int_or_none(item["spec"].get("nprocPerNode")),
+                "image": specs["Master"]["template"]["spec"]["containers"][0].get("image"),
                 "unschedulable_timeout": KubernetesOptions.unschedulable_timeout,
             }
             state, _ = kc.condition_state(item)
             jobs.append(ListedJob(handle, state, meta.get("creationTimestamp", "")))
         return sorted(jobs, key=lambda j: j.created)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

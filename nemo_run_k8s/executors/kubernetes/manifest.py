@@ -97,6 +97,12 @@ def _container(opts: KubernetesOptions, image: str, command: list[str]) -> dict[
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": OUTCOME_IN_LOG_ENV, "value": "1"},
     ]
+    if opts.resources().nproc_per_node > 1:
+        # torchrun marks each worker's lines with its rank; `logs` adds the pod: [worker1 rank9]
+        env += [
+            {"name": "PET_TEE", "value": "3"},
+            {"name": "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", "value": "[rank${rank}] "},
+        ]
     env += [{"name": k, "value": v} for k, v in (opts.env_vars or {}).items()]
     env += [
         {"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
