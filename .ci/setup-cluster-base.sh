@@ -7,9 +7,11 @@
 # nemo-run-k8s/cluster-base:<recipe hash> and reused while the recipe is unchanged.
 # Debian's torch 1.13 predates Python 3.11: its torchrun iterates an IntFlag expecting the zero
 # member (Python 3.11 no longer yields it) and dies with "AttributeError: 'NoneType' object has
-# no attribute 'get'" before starting any process. One sed fixes that here.
+# no attribute 'get'" before starting any process. The entrypoint repairs that at run time
+# (nemo_run_k8s/runtime/torchrun.py); one sed fixes the file here too, for plain `torchrun` (the
+# Kubeflow SDK's jobs in bench/run_all.py --rows cluster).
 # Not nemo-run-k8s/cpu:local: its tag moves whenever images/build.sh runs (on a shared engine, in
-# the middle of a test run), and until it carries the same fix its torchrun fails the same way.
+# the middle of a test run).
 # Needs a Docker engine (.ci/setup-docker.sh) and root for mmdebstrap.
 set -euo pipefail
 # shellcheck source=.ci/lib.sh
