@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -10,6 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.cluster.conftest import REPO_ROOT
+
+
+def bare(line: str) -> str:
+    """A log line without the ``[master0 rank0] `` prefix that logs put on merged replicas."""
+    return re.sub(r"^\[[a-z]+\d+( rank\d+)?\] ", "", line)
 
 
 def wait_for_line(job: Any, needle: str, timeout: float = 300) -> list[str]:

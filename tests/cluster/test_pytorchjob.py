@@ -16,7 +16,7 @@ import pytest
 import nemo_run_k8s as run
 from tests.cluster import tasks
 from tests.cluster.conftest import REPO_ROOT, Cluster
-from tests.cluster.helpers import cli, eventually, wait_for_line
+from tests.cluster.helpers import bare, cli, eventually, wait_for_line
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -27,13 +27,14 @@ def test_two_nodes_two_processes_all_reduce(
     ex = executor(num_nodes=2, nproc_per_node=2)
     job = run.submit(run.Partial(tasks.allreduce_rank), ex, name="allreduce")
     assert job.result(timeout=600) == 6  # 0 + 1 + 2 + 3, rank 0's return value from its log
-    master = list(job.logs())
-    assert "all_reduce rank=0 sum=6 world=4" in master, "\n".join(master)
-    assert "all_reduce rank=1 sum=6 world=4" in master, "\n".join(master)
     handle = job.record.handle
-    worker = list(run.KubernetesExecutor.logs(handle, replica="worker", index=0))
-    assert "all_reduce rank=2 sum=6 world=4" in worker, "\n".join(worker)
-    assert "all_reduce rank=3 sum=6 world=4" in worker, "\n".join(worker)
+    for replica, ranks in (("master", (0, 1)), ("worker", (2, 3))):
+        lines = [bare(x) for x in run.KubernetesExecutor.logs(handle, replica=replica, index=0)]
+        for rank in ranks:
+            assert f"all_reduce rank={rank} sum=6 world=4" in lines, "\n".join(lines)
+    every = list(job.logs())  # all replicas, each line saying where it came from
+    assert "[master0 rank0] all_reduce rank=0 sum=6 world=4" in every, "\n".join(every)
+    assert "[worker0 rank3] all_reduce rank=3 sum=6 world=4" in every, "\n".join(every)
     assert handle["image"].startswith(ex.image_repo + "@sha256:")  # pulled by digest
 
     # What the operator made of our PyTorchJob: pod names, env, init container, the Service.
@@ -76,7 +77,7 @@ def test_cli_lists_follows_and_cancels_from_a_second_process(
     )
     try:
         assert follower.stdout is not None
-        seen = [follower.stdout.readline().rstrip("\n") for _ in range(3)]
+        seen = [bare(follower.stdout.readline().rstrip("\n")) for _ in range(3)]
         assert seen == ["tick 0", "tick 1", "tick 2"]
         started = time.monotonic()
         cli("cancel", job.id, timeout=300)

@@ -9,7 +9,7 @@ import pytest
 import nemo_run_k8s as run
 from tests.cluster import tasks
 from tests.cluster.conftest import SUBMITTER, Cluster
-from tests.cluster.helpers import wait_for_line
+from tests.cluster.helpers import bare, wait_for_line
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
@@ -25,7 +25,7 @@ def test_chart_user_submits_follows_lists_and_cancels(
         followed.append(line)
         if len(followed) >= 3:
             break
-    assert followed[:3] == ["tick 0", "tick 1", "tick 2"]
+    assert [bare(line) for line in followed[:3]] == ["tick 0", "tick 1", "tick 2"]
     listed = run.KubernetesExecutor.list_jobs(namespace, kubeconfig=submitter)
     mine = [j for j in listed if j.handle["name"] == name]  # other tests share the namespace
     assert len(mine) == 1 and mine[0].state is run.JobState.RUNNING
