@@ -36,6 +36,7 @@ __all__ = [
     "PVCVolume",
     "Partial",
     "RecordsError",
+    "ResultMissingError",
     "Script",
     "SecretVolume",
     "SubmissionError",
@@ -71,6 +72,7 @@ _LAZY = {
     "JobNotFoundError": "nemo_run_k8s.errors",
     "NemoRunError": "nemo_run_k8s.errors",
     "RecordsError": "nemo_run_k8s.errors",
+    "ResultMissingError": "nemo_run_k8s.errors",
     "SubmissionError": "nemo_run_k8s.errors",
     "Job": "nemo_run_k8s.job",
     "JobState": "nemo_run_k8s.spec",
@@ -122,6 +124,7 @@ if TYPE_CHECKING:
         JobNotFoundError,
         NemoRunError,
         RecordsError,
+        ResultMissingError,
         SubmissionError,
     )
     from nemo_run_k8s.executors.docker.executor import DockerExecutor

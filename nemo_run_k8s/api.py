@@ -22,7 +22,7 @@ from nemo_run_k8s.executors.base import Executor, backend_class
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.labels import dns1035_name
 from nemo_run_k8s.paths import JobPaths
-from nemo_run_k8s.records import JobRecord, Records
+from nemo_run_k8s.records import JobRecord, Records, submitter_now
 from nemo_run_k8s.spec import JobIdentity, JobState, Plan
 
 
@@ -41,10 +41,27 @@ def submit(
     executor = executor or default_executor()
     records = Records()
     job, bundle = prepare(task, executor, name, experiment, records.job_dir)
-    plan = executor.plan(bundle, job)
-    with refused_as_submission():
-        executor.check_backend()
+    with unrecorded_on_failure([job]):
+        plan = executor.plan(bundle, job)
+        with refused_as_submission():
+            executor.check_backend()
     return launch_prepared(executor, job, bundle, plan, records)
+
+
+@contextlib.contextmanager
+def unrecorded_on_failure(jobs: list[JobIdentity]) -> Iterator[None]:
+    """Removes the job directories of ``jobs`` if the block fails before they are recorded.
+
+    A bundle is written before the backend is asked (no engine, no cluster,
+    an option it cannot meet): a refusal then must not leave a directory that
+    no record points to.
+    """
+    try:
+        yield
+    except BaseException:
+        for job in jobs:
+            shutil.rmtree(job.job_dir, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager
@@ -61,7 +78,14 @@ def refused_as_submission() -> Iterator[None]:
 def launch_prepared(
     executor: Executor, job: JobIdentity, bundle: Bundle, plan: Plan, records: Records
 ) -> Job:
-    """Records the job, then launches its plan. The record exists before anything starts."""
+    """Records the job, then launches its plan. The record exists before anything starts.
+
+    Until the launch returns, the record names this process as its submitter:
+    should it die in between (kill -9, a closed terminal, during an image
+    build), ``Job.state()`` sees a PENDING record without a handle whose
+    submitter is gone and fails it, so nobody waits forever. A job cancelled
+    while it was being launched is cancelled again once it has a handle.
+    """
     experiment = job.experiment
     record = JobRecord(
         id=job.job_id,
@@ -74,6 +98,7 @@ def launch_prepared(
         state=JobState.PENDING.value,
         updated=time.time(),
         job_dir=str(job.job_dir),
+        submitter=submitter_now(),
     )
     records.add(record)
     try:
@@ -81,11 +106,14 @@ def launch_prepared(
             handle = executor.launch(plan, bundle, job)
     except BaseException as err:  # Ctrl-C included: the record says what happened
         reason = "interrupted during submit" if isinstance(err, KeyboardInterrupt) else str(err)
-        records.update(job.job_id, state=JobState.FAILED.value, message=reason)
+        records.set_state(job.job_id, JobState.FAILED.value, reason)
         raise
-    records.update(job.job_id, handle=handle)
-    record.handle = handle
-    return Job(record, records)
+    records.update(job.job_id, handle=handle, submitter={})
+    record.handle, record.submitter = handle, {}
+    launched = Job(record, records)
+    if records.get(job.job_id).state == JobState.CANCELLED.value:
+        executor.cancel(handle)  # cancelled by someone while it was being launched
+    return launched
 
 
 def run(task: Any, executor: Executor | None = None, name: str | None = None) -> Job:

@@ -44,6 +44,10 @@ class JobNotFoundError(NemoRunError, LookupError):
     """No job record has the given id."""
 
 
+class ResultMissingError(NemoRunError, FileNotFoundError):
+    """A job succeeded, but the file (or log) holding its result is gone."""
+
+
 class JobFailed(NemoRunError):
     """A job ended in a state other than SUCCEEDED.
 

@@ -25,13 +25,14 @@ from nemo_run_k8s.api import (
     new_job_id,
     prepare,
     refused_as_submission,
+    unrecorded_on_failure,
 )
 from nemo_run_k8s.config.paths import check_path, set_path
 from nemo_run_k8s.errors import ConfigError, JobNotFoundError
 from nemo_run_k8s.executors.base import Executor
 from nemo_run_k8s.job import Job
 from nemo_run_k8s.records import Records
-from nemo_run_k8s.spec import JobState, Plan
+from nemo_run_k8s.spec import JobIdentity, JobState, Plan
 from nemo_run_k8s.tables import format_table
 
 
@@ -103,20 +104,23 @@ class Experiment:
         if self._jobs:
             return self.jobs
         records = Records()
-        prepared = [
-            (e, *prepare(e.task, e.executor, e.name, self.id, records.job_dir))
-            for e in self._entries
-        ]
-        for executor in {id(e.executor): e.executor for e in self._entries}.values():
-            with refused_as_submission():
-                executor.check_backend()  # once per executor: a sweep shares one
-        images = self._shared_images([(e.executor, bundle) for e, _, bundle in prepared])
-        for entry, job, bundle in prepared:
-            key = _image_key(entry.executor)
-            if key is not None:
-                job = dataclasses.replace(job, image=images[key])
-            plan = entry.executor.plan(bundle, job)
-            self._jobs[entry.name] = launch_prepared(entry.executor, job, bundle, plan, records)
+        prepared: list[tuple[Any, JobIdentity, Any]] = []
+        unlaunched: list[JobIdentity] = []  # job directories no record points to yet
+        with unrecorded_on_failure(unlaunched):
+            for e in self._entries:
+                prepared.append((e, *prepare(e.task, e.executor, e.name, self.id, records.job_dir)))
+                unlaunched.append(prepared[-1][1])
+            for executor in {id(e.executor): e.executor for e in self._entries}.values():
+                with refused_as_submission():
+                    executor.check_backend()  # once per executor: a sweep shares one
+            images = self._shared_images([(e.executor, bundle) for e, _, bundle in prepared])
+            for entry, job, bundle in prepared:
+                key = _image_key(entry.executor)
+                if key is not None:
+                    job = dataclasses.replace(job, image=images[key])
+                plan = entry.executor.plan(bundle, job)
+                unlaunched.pop(0)  # recorded from here on, even if its launch fails
+                self._jobs[entry.name] = launch_prepared(entry.executor, job, bundle, plan, records)
         return self.jobs
 
     @staticmethod

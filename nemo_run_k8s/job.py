@@ -7,14 +7,15 @@ answered by the backend through the handle stored in the record, so
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from nemo_run_k8s.errors import JobFailed
+from nemo_run_k8s.errors import JobFailed, ResultMissingError
 from nemo_run_k8s.executors.base import Executor, backend_class
-from nemo_run_k8s.records import JobRecord, Records
+from nemo_run_k8s.records import JobRecord, Records, submitter_gone
 from nemo_run_k8s.spec import JobDescription, JobState
 
 _POLL_START = 0.01
@@ -58,35 +59,81 @@ class Job:
         return self._record
 
     def state(self) -> JobState:
-        """The job's state, read from the backend now (and remembered in the record)."""
+        """The job's state, read from the backend now (and remembered in the record).
+
+        A terminal state, once recorded, is final: it is returned without asking
+        the backend again, so files removed after the job ended cannot turn a
+        success into a failure. A job never launched is FAILED once the process
+        that was submitting it has died (see :func:`~nemo_run_k8s.api.launch_prepared`).
+        """
         record = self._record
-        if not record.handle:  # never launched (submit was interrupted or failed)
-            record = self._refresh()
-            if not record.handle:
-                return JobState(record.state)
+        if not JobState(record.state).is_terminal and not record.handle:
+            record = self._refresh()  # the submitter may have launched it since
+        if JobState(record.state).is_terminal:
+            if record.handle:
+                self._backend.settle(record.handle)
+            return JobState(record.state)
+        if not record.handle:
+            return self._unlaunched_state(record)
         state = self._backend.state(record.handle)
         if state.value != record.state:
-            self._records.update(self.id, state=state.value)
-            record.state = state.value
+            message = self._backend.reason(record.handle) if state.is_terminal else None
+            kept = self._records.set_state(self.id, state.value, message)
+            if kept != state.value:  # another process recorded the end first
+                return JobState(self._refresh().state)
+            record.state = kept
+            if message is not None:
+                record.message = message
         return state
 
+    def _unlaunched_state(self, record: JobRecord) -> JobState:
+        """PENDING while its submitter lives; FAILED once the submitter died before the launch."""
+        if record.state != JobState.PENDING.value or not submitter_gone(record.submitter):
+            return JobState(record.state)
+        who = record.submitter
+        message = (
+            f"the process submitting the job (pid {who.get('pid')} on {who.get('host')}) "
+            "exited before the launch finished (killed, or its terminal closed): the job was "
+            "never started"
+        )
+        self._records.set_state(self.id, JobState.FAILED.value, message)
+        return JobState(self._refresh().state)
+
     def reason(self) -> str:
-        """The backend's account of why the job failed or is stuck ('' when it has none)."""
-        if not self._record.handle:
-            return self._record.message
-        return self._backend.reason(self._record.handle)
+        """The backend's account of why the job failed or is stuck ('' when it has none).
+
+        For a finished job, what was recorded when its end was first seen.
+        """
+        record = self._record
+        if not record.handle or (JobState(record.state).is_terminal and record.message):
+            return record.message
+        if record.state == JobState.SUCCEEDED.value:
+            return ""
+        return self._backend.reason(record.handle)
 
     def describe(self) -> JobDescription:
         """State, reason, each node's status (a pod's phase and why) and recent warnings.
 
         Backends without per-node detail (local, Docker) give the state and reason only.
         """
-        if not self._record.handle:
-            return JobDescription(self.state(), self._record.message)
+        record = self._record
+        if not record.handle or JobState(record.state).is_terminal:
+            state = self.state()  # a launch, an end or a dead submitter, recorded once
+            if not self._record.handle:
+                return JobDescription(state, self._record.message)
         description = self._backend.describe(self._record.handle)
         if description.state.value != self._record.state:
-            self._records.update(self.id, state=description.state.value)
-            self._record.state = description.state.value
+            reason = description.reason if description.state.is_terminal else None
+            kept = self._records.set_state(self.id, description.state.value, reason)
+            if kept != description.state.value:  # the recorded end is final
+                self._refresh()
+                description = dataclasses.replace(
+                    description, state=JobState(kept), reason=self._record.message
+                )
+            else:
+                self._record.state = kept
+                if reason is not None:
+                    self._record.message = reason
         return description
 
     def wait_started(self) -> JobState:
@@ -147,13 +194,20 @@ class Job:
         return "\n".join(tail)
 
     def cancel(self) -> None:
-        """Stops the job and removes what it holds; its state becomes CANCELLED."""
+        """Stops the job and removes what it holds; its state becomes CANCELLED.
+
+        A job that has ended keeps its state; the backend still removes what
+        it holds (a failed PyTorchJob stays on the cluster until cancelled). A
+        job still being submitted is recorded CANCELLED, and its submitter
+        cancels it as soon as its launch returns.
+        """
+        state = self.state()
         if self._record.handle:
             self._backend.cancel(self._record.handle)
             self.state()
-        else:
-            self._records.update(self.id, state=JobState.CANCELLED.value)
-            self._record.state = JobState.CANCELLED.value
+        elif not state.is_terminal:
+            self._records.set_state(self.id, JobState.CANCELLED.value, "cancelled")
+            self._refresh()
 
     def result(self, timeout: float | None = None) -> Any:
         """Waits for the job and returns rank 0's return value.
@@ -165,8 +219,16 @@ class Job:
         error = self.exception(timeout)
         if error is not None:
             raise error
-        outcome = self._backend.outcome(self._record.handle)
-        return outcome[1] if outcome else None
+        handle = self._record.handle
+        outcome = self._backend.outcome(handle)
+        if outcome is None:
+            raise ResultMissingError(
+                f"job {self.id} SUCCEEDED, but its result is gone: "
+                f"{self._backend.missing_outcome(handle)}"
+            )
+        if outcome[0] != "success":  # written by a version that let such jobs succeed
+            raise JobFailed(self.id, JobState.FAILED, traceback=str(outcome[1]))
+        return outcome[1]
 
     def exception(self, timeout: float | None = None) -> JobFailed | None:
         """Waits for the job; returns a :class:`JobFailed` if it did not succeed, else None."""
@@ -180,7 +242,7 @@ class Job:
             return JobFailed(self.id, state, reason=self._record.message)
         outcome = self._backend.outcome(handle)
         traceback = outcome[1] if outcome and outcome[0] == "error" else ""
-        reason = self._backend.reason(handle)
+        reason = self.reason()
         return JobFailed(self.id, state, self.log_tail(), traceback, reason)
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import sys
 import sysconfig
+import threading
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +27,9 @@ from fiddle import history as fdl_history
 from nemo_run_k8s.bundle.describe import deepest, iter_values
 from nemo_run_k8s.errors import BundleError
 
+#: Held while a task is pickled: registering modules by value is process-wide in cloudpickle.
+_PICKLING = threading.RLock()
+
 
 def pickle_task(task: Any, by_value: set[str]) -> bytes:
     """cloudpickle of ``task``, the modules ``by_value`` pickled by value.
@@ -34,14 +38,17 @@ def pickle_task(task: Any, by_value: set[str]) -> bytes:
     of every one that cannot be pickled.
     """
     modules = [sys.modules[name] for name in by_value]
-    _name_classes_stably([*modules, sys.modules["__main__"]])
-    with _registered_by_value(modules), _without_history(task):
-        try:
-            return cloudpickle.dumps(task, protocol=4)
-        except Exception as err:
-            if isinstance(err, RecursionError) or isinstance(err.__cause__, RecursionError):
-                raise _too_deep(task) from None
-            raise _unpicklable(task, err) from err
+    # cloudpickle's by-value registry is process-global: one thread at a time may
+    # register, pickle and unregister, or one would unregister under another.
+    with _PICKLING:
+        _name_classes_stably([*modules, sys.modules["__main__"]])
+        with _registered_by_value(modules), _without_history(task):
+            try:
+                return cloudpickle.dumps(task, protocol=4)
+            except Exception as err:
+                if isinstance(err, RecursionError) or isinstance(err.__cause__, RecursionError):
+                    raise _too_deep(task) from None
+                raise _unpicklable(task, err) from err
 
 
 def _too_deep(task: Any) -> BundleError:
@@ -188,14 +195,14 @@ def _name_classes_stably(modules: list[types.ModuleType]) -> None:
 
 @contextlib.contextmanager
 def _registered_by_value(modules: list[types.ModuleType]) -> Iterator[None]:
+    """Registers ``modules`` by value for the block; those the user registered stay so."""
     registered = []
     try:
         for module in modules:
-            try:
-                cloudpickle.register_pickle_by_value(module)
-                registered.append(module)
-            except ValueError:  # already registered by the user
-                pass
+            if module.__name__ in cloudpickle.list_registry_pickle_by_value():
+                continue  # registered by the user: theirs to unregister
+            cloudpickle.register_pickle_by_value(module)
+            registered.append(module)
         yield
     finally:
         for module in registered:

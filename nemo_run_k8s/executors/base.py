@@ -39,6 +39,63 @@ if TYPE_CHECKING:
     from nemo_run_k8s.bundle.files import Bundle
 
 
+#: The longest log line a backend yields in one piece; a longer one comes in pieces, so
+#: reading a log never holds more than this of it (``Executor.logs``).
+MAX_LOG_LINE = 1 << 20
+
+
+class LineBuffer:
+    """Cuts a stream of output chunks into lines, holding at most one (partial) line.
+
+    The one line splitter of every backend's logs: a line longer than
+    :data:`MAX_LOG_LINE` bytes (a progress bar redrawn with ``\\r`` for hours)
+    comes out in pieces of that size. Chunks are kept as a list until a line
+    ends, so many small chunks cost linear, not quadratic, time.
+    """
+
+    def __init__(self, universal_newlines: bool = False) -> None:
+        #: Also end lines at ``\\r`` and ``\\r\\n``, as Python's text files do.
+        self.universal_newlines = universal_newlines
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._after_cr = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes (without their line ends)."""
+        if not chunk:
+            return []
+        if self.universal_newlines:
+            if self._after_cr and chunk.startswith(b"\n"):
+                chunk = chunk[1:]  # the \n of a \r\n cut between two chunks
+            self._after_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *complete, tail = chunk.split(b"\n")
+        lines: list[bytes] = []
+        if complete:
+            complete[0] = b"".join([*self._parts, complete[0]])
+            self._parts, self._size = [], 0
+            for line in complete:
+                lines += [line[i : i + MAX_LOG_LINE] for i in range(0, len(line), MAX_LOG_LINE)]
+                if not line:
+                    lines.append(b"")
+        if tail:
+            self._parts.append(tail)
+            self._size += len(tail)
+            if self._size >= MAX_LOG_LINE:
+                held = b"".join(self._parts)
+                cut = len(held) - len(held) % MAX_LOG_LINE
+                lines += [held[i : i + MAX_LOG_LINE] for i in range(0, cut, MAX_LOG_LINE)]
+                self._parts = [held[cut:]] if cut < len(held) else []
+                self._size = len(held) - cut
+        return lines
+
+    def rest(self) -> bytes:
+        """What is held of a line that has not ended (b"" when nothing is)."""
+        held = b"".join(self._parts)
+        self._parts, self._size = [], 0
+        return held
+
+
 class Executor(abc.ABC):
     """Where and how a job runs. One subclass (and one module) per backend."""
 
@@ -126,6 +183,16 @@ class Executor(abc.ABC):
         """Stops the job and removes what it holds (containers, pods, networks)."""
 
     @classmethod
+    def settle(cls, handle: Handle) -> None:
+        """Tidies what a finished job may still hold; called at each look at a finished job.
+
+        Its recorded state is final and not read again, but a supervisor that
+        died at the very end may have left something (a Docker network). Must
+        be cheap when there is nothing to do. Default: nothing.
+        """
+        return None
+
+    @classmethod
     def reason(cls, handle: Handle) -> str:
         """Why the job failed or is stuck, in words, when the backend knows ('' otherwise)."""
         return ""
@@ -147,6 +214,14 @@ class Executor(abc.ABC):
 
         output_dir = handle.get("output_dir")
         return read_outcome(Path(output_dir)) if output_dir else None
+
+    @classmethod
+    def missing_outcome(cls, handle: Handle) -> str:
+        """Says where the outcome of a finished job was looked for, when :meth:`outcome` is None."""
+        from nemo_run_k8s.paths import OUTCOME_FILE
+
+        where = Path(handle.get("output_dir", "?")) / OUTCOME_FILE
+        return f"{where} does not exist (removed after the job ended?)"
 
 
 _BACKENDS = {

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from nemo_run_k8s.executors.base import Executor, select_nodes
+from nemo_run_k8s.executors.base import Executor, LineBuffer, select_nodes
 from nemo_run_k8s.executors.fork import can_fork, detach
 from nemo_run_k8s.spec import Handle
 
@@ -90,33 +90,42 @@ class HostExecutor(Executor):
         )
 
 
+#: How much of a log file is read at once: with ``MAX_LOG_LINE`` it bounds the memory
+#: reading a log takes, whatever its size.
+READ_CHUNK = 1 << 16
+
+
 def follow_files(
     files: list[Path], finished: Any, follow: bool, prefixes: list[str] | None = None
 ) -> Iterator[str]:
-    """Yields lines of ``files`` (interleaved as written); with ``follow``, until ``finished()``."""
+    """Yields lines of ``files`` (interleaved as written); with ``follow``, until ``finished()``.
+
+    Reads at most :data:`READ_CHUNK` bytes at a time and holds at most one
+    line per file (see :class:`~nemo_run_k8s.executors.base.LineBuffer`), so
+    memory stays bounded however large a log grows. A file that still does not
+    exist once the job has ended is reported by a line saying so.
+    """
     handles: list[Any] = [None] * len(files)
-    partial = [""] * len(files)
+    buffers = [LineBuffer(universal_newlines=True) for _ in files]  # as text files were
+    prefixes = prefixes or [""] * len(files)
     try:
         while True:
             done = finished() if follow else True  # read once more after the job ended
             for i, path in enumerate(files):
                 if handles[i] is None:
                     try:
-                        handles[i] = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+                        handles[i] = open(path, "rb")  # noqa: SIM115
                     except FileNotFoundError:
                         continue
-                chunk = handles[i].read()
-                if not chunk:
-                    continue
-                lines = (partial[i] + chunk).split("\n")
-                partial[i] = lines.pop()
-                prefix = prefixes[i] if prefixes else ""
-                for line in lines:
-                    yield prefix + line
+                while chunk := handles[i].read(READ_CHUNK):
+                    for line in buffers[i].feed(chunk):
+                        yield prefixes[i] + line.decode("utf-8", errors="replace")
             if done:
-                for i, rest in enumerate(partial):
-                    if rest:
-                        yield (prefixes[i] if prefixes else "") + rest
+                for i, buffer in enumerate(buffers):
+                    if rest := buffer.rest():
+                        yield prefixes[i] + rest.decode("utf-8", errors="replace")
+                    if handles[i] is None:
+                        yield f"{prefixes[i]}[nemo-run-k8s] no log at {files[i]} (removed?)"
                 return
             time.sleep(0.1)
     finally:

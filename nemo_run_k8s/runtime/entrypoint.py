@@ -113,7 +113,11 @@ def _run_task(bundle: Any, output: Path | None) -> int:
         _write_termination_log(tb)
         return EXIT_TASK_FAILED
     if rank == 0:
-        _publish(output, "success", value)
+        status, text = _publish(output, "success", value, f"the task {bundle.manifest['target']}")
+        if status != "success":  # the value cannot travel back: the job failed
+            print(f"nemo_run_k8s: {text}", file=sys.stderr, flush=True)
+            _write_termination_log(text)
+            return EXIT_TASK_FAILED
     return EXIT_OK
 
 
@@ -211,19 +215,22 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def _publish(output: Path | None, status: str, value: Any) -> None:
-    from nemo_run_k8s.bundle.outcome import write_outcome
+def _publish(
+    output: Path | None, status: str, value: Any, source: str = "the task"
+) -> tuple[str, Any]:
+    """Publishes rank 0's outcome (file and/or log line); returns the status and value sent.
 
+    A value that cannot be pickled is sent as an error naming its type and
+    ``source`` (see ``bundle.outcome.pickle_outcome``).
+    """
+    from nemo_run_k8s.bundle.outcome import pickle_outcome, store_outcome
+
+    status, value, data = pickle_outcome(status, value, source)
     if output is not None:
-        write_outcome(output, status, value)
+        store_outcome(output, data)
     if os.environ.get(OUTCOME_IN_LOG_ENV) == "1":
-        import cloudpickle
-
-        try:
-            data = cloudpickle.dumps((status, value))
-        except Exception as err:
-            data = cloudpickle.dumps(("error", f"result cannot be pickled: {err}"))
         print(encode_outcome_line(data), flush=True)
+    return status, value
 
 
 def _setup_failed(message: str) -> int:

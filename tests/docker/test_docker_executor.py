@@ -66,6 +66,13 @@ def sleep_long() -> None:
     time.sleep(300)
 
 
+def wait_for_gate(gate_dir: str) -> str:
+    print(f"waiting on node {os.environ['PET_NODE_RANK']}", flush=True)
+    while not os.path.exists(os.path.join(gate_dir, "open")):
+        time.sleep(0.05)
+    return f"through on node {os.environ['PET_NODE_RANK']}"
+
+
 # ---------------------------------------------------------------------- helpers
 
 
@@ -188,6 +195,69 @@ def test_cancel_mid_run_and_reattach_from_another_process(
     assert job.state() is JobState.CANCELLED
     assert leftovers(docker_client, job.id) == []
     assert in_fresh_process(probe).strip() == "CANCELLED"
+
+
+@pytest.mark.parametrize("then", ["finish", "cancel"])
+def test_a_killed_supervisor_leaves_the_state_to_the_containers(
+    base_image: str, docker_client: Any, tmp_path: Path, then: str
+) -> None:
+    """Issue 14, item 2: kill -9 of the supervisor; state, result and cancel follow the nodes."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image, volumes=[f"{gate}:/gate"])
+    job = run.submit(run.Partial(wait_for_gate, "/gate"), executor, name="orphaned")
+    wait_for_lines(job, ["waiting on node 0", "waiting on node 1"])
+    supervisor = job.record.handle["supervisor"]["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    while host.alive(job.record.handle["supervisor"]):
+        time.sleep(0.02)
+    assert job.state() is JobState.RUNNING
+    if then == "cancel":
+        job.cancel()
+        assert job.state() is JobState.CANCELLED
+    else:
+        (gate / "open").touch()
+        assert job.wait() is JobState.SUCCEEDED
+        assert job.result() == "through on node 0"
+        assert "[node1 rank1] waiting on node 1" in list(job.logs())
+    assert leftovers(docker_client, job.id) == []
+
+
+def test_a_submitter_killed_during_the_image_build_leaves_nothing_and_a_failed_job(
+    base_image: str, docker_client: Any, tmp_path: Path
+) -> None:
+    """Issue 14, item 3: kill -9 while the image builds (the network exists by then)."""
+    marker = tmp_path / "building"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import nemo_run_k8s as run\n"
+        "from nemo_run_k8s.image.builder import ImageBuilder\n"
+        "def hang(self, bundles, spec, *a, **k):\n"
+        f"    Path({str(marker)!r}).write_text(Path(bundles[0].path).parent.name)\n"
+        "    while True: time.sleep(1)\n"
+        "ImageBuilder.build = hang\n"
+        f"ex = run.DockerExecutor(num_nodes=2, base_image={base_image!r})\n"
+        "run.submit(run.Partial(print, 'never'), ex, name='killed-submitter')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        while not (marker.exists() and (job_id := marker.read_text())):
+            assert proc.poll() is None, "the submitter ended early"
+            time.sleep(0.05)
+        label = {"label": f"{JOB_ID_LABEL}={job_id}"}
+        while not docker_client.api.networks(filters=label):
+            time.sleep(0.05)  # created while the image builds
+    finally:
+        proc.kill()
+        proc.wait()
+    job = run.Job.from_id(job_id)
+    assert job.wait() is JobState.FAILED
+    assert "exited before the launch finished" in job.reason()
+    while docker_client.api.networks(filters=label):
+        time.sleep(0.05)  # the supervisor got no go: it removes what has the job's label
+    assert leftovers(docker_client, job_id, network_grace=0) == []
 
 
 def test_job_outlives_a_submitter_that_exits_at_once(base_image: str, docker_client: Any) -> None:

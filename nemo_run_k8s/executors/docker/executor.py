@@ -49,7 +49,7 @@ from nemo_run_k8s.executors.host import (
 )
 from nemo_run_k8s.exit_status import ExitStatus
 from nemo_run_k8s.image.context import atomic_write
-from nemo_run_k8s.labels import JOB_ID_LABEL, job_labels
+from nemo_run_k8s.labels import job_labels
 from nemo_run_k8s.paths import JobPaths
 from nemo_run_k8s.spec import Handle, ImageSpec, JobIdentity, JobState, Plan, Resources
 
@@ -202,7 +202,7 @@ class DockerExecutor(HostExecutor):
         spec: dict[str, Any] = {"network_id": None, "nodes": []}
         go_read, go_write = os.pipe()
         try:
-            supervisor = _start_supervisor(job.job_dir, go_read)
+            supervisor = _start_supervisor(job.job_dir, go_read, job.job_id)
         except BaseException:
             os.close(go_write)
             raise
@@ -239,7 +239,7 @@ class DockerExecutor(HostExecutor):
             # (after the pool's calls in flight have returned, so none creates more later).
             # The supervisor gets no go and exits.
             pool.shutdown(wait=True, cancel_futures=True)
-            _remove_partial(api, job.job_id, spec)
+            _remove_partial(api, job.job_id)
             raise
         finally:
             os.close(go_write)
@@ -269,6 +269,15 @@ class DockerExecutor(HostExecutor):
         if alive(handle["supervisor"]):
             return JobState.RUNNING  # launch returns once every container has started
         return _finish_unsupervised(handle)
+
+    @classmethod
+    def settle(cls, handle: Handle) -> None:
+        """Removes the network a supervisor that died at the very end left behind."""
+        paths = JobPaths(Path(handle["job_dir"]))
+        if paths.network_removed.exists() or not paths.exit_status.exists():
+            return  # removed already, or the job directory is gone
+        if not alive(handle["supervisor"]):
+            _remove_network_left(paths.root)
 
     @classmethod
     def reason(cls, handle: Handle) -> str:
@@ -423,7 +432,7 @@ def _start_all(api: Any, ids: list[str]) -> None:
         raise SubmissionError(f"cannot start the job's containers: {errors[0]}")
 
 
-def _start_supervisor(job_dir: Path, go_read: int) -> dict[str, Any]:
+def _start_supervisor(job_dir: Path, go_read: int, job_id: str) -> dict[str, Any]:
     """Starts the job's supervisor, detached; it reads the go from ``go_read``.
 
     It keeps only ``go_read`` of the pipe (a fork closes inherited pipes; a new
@@ -432,8 +441,8 @@ def _start_supervisor(job_dir: Path, go_read: int) -> dict[str, Any]:
     """
     try:
         pid, _ = start_detached(
-            lambda: sup.watch(job_dir, go_read),
-            [_SUPERVISOR, str(job_dir), str(go_read)],
+            lambda: sup.watch(job_dir, go_read, job_id),
+            [_SUPERVISOR, str(job_dir), str(go_read), job_id],
             stdout=str(JobPaths(job_dir).supervisor_log),
             env=importable_env(os.environ),
             keep_fds=(go_read,),
@@ -443,19 +452,9 @@ def _start_supervisor(job_dir: Path, go_read: int) -> dict[str, Any]:
     return {"pid": pid, "start_time": start_time(pid)}
 
 
-def _remove_partial(api: Any, job_id: str, spec: dict[str, Any]) -> None:
+def _remove_partial(api: Any, job_id: str) -> None:
     """Removes whatever a failed launch created: every container and network with its label."""
-    import docker.errors
-
-    label = {"label": f"{JOB_ID_LABEL}={job_id}"}
-    try:
-        nodes = [{"id": c["Id"]} for c in api.containers(all=True, filters=label)]
-        network_ids = [n["Id"] for n in api.networks(filters=label)]
-    except docker.errors.APIError:
-        return
-    for network_id in network_ids or [None]:
-        sup.remove_all(api, {"nodes": nodes, "network_id": network_id})
-        nodes = []
+    sup.remove_labelled(api, job_id)
 
 
 def _read_exit(job_dir: Path) -> ExitStatus | None:
@@ -467,7 +466,10 @@ def _finish_unsupervised(handle: Handle) -> JobState:
     import docker.errors
 
     job_dir = Path(handle["job_dir"])
-    spec = sup.load_spec(job_dir)
+    try:
+        spec = sup.load_spec(job_dir)
+    except FileNotFoundError:  # the job directory was removed: nothing says how it ended
+        return JobState.FAILED
     api = _api()
     codes: dict[int, int | None] = {}
     running = []

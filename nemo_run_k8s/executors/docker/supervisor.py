@@ -3,7 +3,7 @@
 Started detached from the submitter, so it outlives the process that submitted
 the job: as a fork of the submitter calling :func:`watch` where that is safe
 (see ``executors/fork.py``), otherwise as a script (``python supervisor.py
-JOB_DIR GO_FD``) that needs only the standard library, the docker SDK and two
+JOB_DIR GO_FD JOB_ID``) that needs only the standard library, the docker SDK and two
 stdlib-only modules of ours (``paths``, ``exit_status``). It
 waits for the submitter's word on the pipe ``GO_FD`` (the containers are
 started; nothing comes if the launch failed or the submitter died, and it then
@@ -30,13 +30,16 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from nemo_run_k8s.executors.base import LineBuffer
 from nemo_run_k8s.exit_status import ExitStatus, describe_exit
 from nemo_run_k8s.paths import JobPaths
 
@@ -64,29 +67,52 @@ def line_prefixer(node: int, nproc: int) -> Callable[[str], str]:
 
 
 def write_lines(chunks: Iterable[bytes], out: Any, prefix: Callable[[str], str]) -> None:
-    """Writes ``chunks`` (arbitrary pieces of output) to ``out`` line by line, prefixed."""
-    pending = b""
+    """Writes ``chunks`` (arbitrary pieces of output) to ``out`` line by line, prefixed.
+
+    Holds at most one line (see :class:`~nemo_run_k8s.executors.base.LineBuffer`).
+    """
+    buffer = LineBuffer()
     for chunk in chunks:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
+        lines = buffer.feed(chunk)
         if lines:
             text = "".join(prefix(line.decode(errors="replace")) + "\n" for line in lines)
             out.write(text.encode())
             out.flush()
+    pending = buffer.rest()
     if pending:
         out.write((prefix(pending.decode(errors="replace")) + "\n").encode())
         out.flush()
 
 
 def copy_logs(api: Any, node: dict[str, Any], log_file: Path, follow: bool) -> None:
-    """Copies one container's output into ``log_file`` (following it while it runs)."""
+    """Copies one container's output into ``log_file`` (following it while it runs).
+
+    Without ``follow`` (finishing a job whose supervisor died) the copy is made
+    aside and then written over the file in place: a reader following the file
+    keeps its position, and a container that is already gone (another process
+    finished the job first) leaves the log as it was, with a note.
+    """
     prefix = line_prefixer(node["node"], node["nproc"])
-    with open(log_file, "wb", buffering=0) as out:
+    if follow:
+        with open(log_file, "wb", buffering=0) as out:
+            try:
+                stream = api.logs(node["id"], stdout=True, stderr=True, stream=True, follow=True)
+                write_lines(stream, out, prefix)
+            except Exception as err:  # the daemon or the container went away mid-copy
+                out.write(f"[node{node['node']}] nemo_run_k8s: log copy ended: {err}\n".encode())
+        return
+    with tempfile.TemporaryFile() as copy:
         try:
-            stream = api.logs(node["id"], stdout=True, stderr=True, stream=True, follow=follow)
-            write_lines(stream, out, prefix)
-        except Exception as err:  # the daemon or the container went away mid-copy
-            out.write(f"[node{node['node']}] nemo_run_k8s: log copy ended: {err}\n".encode())
+            stream = api.logs(node["id"], stdout=True, stderr=True, stream=True, follow=False)
+            write_lines(stream, copy, prefix)
+        except Exception as err:
+            with open(log_file, "ab") as out:
+                out.write(f"[node{node['node']}] nemo_run_k8s: log copy ended: {err}\n".encode())
+            return
+        copy.seek(0)
+        with open(log_file, "r+b" if log_file.exists() else "wb") as out:
+            shutil.copyfileobj(copy, out)
+            out.truncate()
 
 
 # ---------------------------------------------------------------------- ending the job
@@ -188,6 +214,23 @@ def finish(
     JobPaths(job_dir).network_removed.touch()
 
 
+def remove_labelled(api: Any, job_id: str) -> None:
+    """Removes every container and network labelled with ``job_id`` (an unfinished launch)."""
+    import docker.errors
+
+    from nemo_run_k8s.labels import JOB_ID_LABEL
+
+    label = {"label": f"{JOB_ID_LABEL}={job_id}"}
+    try:
+        nodes = [{"id": c["Id"]} for c in api.containers(all=True, filters=label)]
+        network_ids = [n["Id"] for n in api.networks(filters=label)]
+    except docker.errors.APIError:
+        return
+    for network_id in network_ids or [None]:
+        remove_all(api, {"nodes": nodes, "network_id": network_id})
+        nodes = []
+
+
 def load_spec(job_dir: Path) -> dict[str, Any]:
     return dict(json.loads(JobPaths(job_dir).docker_spec.read_text()))
 
@@ -242,14 +285,21 @@ def _in_parallel(fn: Callable[[str], None], items: Iterable[str]) -> None:
         thread.join()
 
 
-def watch(job_dir: Path, go_fd: int) -> int:
-    """Waits for the submitter's go on ``go_fd``, then supervises the job in ``job_dir``."""
+def watch(job_dir: Path, go_fd: int, job_id: str | None = None) -> int:
+    """Waits for the submitter's go on ``go_fd``, then supervises the job in ``job_dir``.
+
+    No go (the launch failed, or the submitter died during it, e.g. killed during
+    the image build): removes whatever was created with the job's label (the
+    network is created while the image builds), so a killed submitter leaks nothing.
+    """
     import docker
 
     # Started before the containers are created: the go comes once they all run.
     with os.fdopen(go_fd, "rb") as go:
         if go.read() != GO:
             print("the launch did not finish (the submitter failed or was stopped)")
+            if job_id:
+                remove_labelled(docker.from_env(timeout=60).api, job_id)
             return 1
     spec = load_spec(job_dir)
     api = docker.from_env(timeout=None).api  # the submitter's DOCKER_HOST, no read timeout
@@ -258,10 +308,10 @@ def watch(job_dir: Path, go_fd: int) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) != 3:
-        print("usage: supervisor.py JOB_DIR GO_FD", file=sys.stderr)
+    if len(sys.argv) not in (3, 4):
+        print("usage: supervisor.py JOB_DIR GO_FD [JOB_ID]", file=sys.stderr)
         return 2
-    return watch(Path(sys.argv[1]), int(sys.argv[2]))
+    return watch(Path(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:])
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nemo_run_k8s.errors import BackendError, SubmissionError
+from nemo_run_k8s.executors.base import LineBuffer
 from nemo_run_k8s.executors.kubernetes.manifest import CONTAINER_NAME, GROUP, KIND, PLURAL
 from nemo_run_k8s.exit_status import describe_exit
 from nemo_run_k8s.spec import Handle, JobState
@@ -383,7 +384,12 @@ def read_log(
     return resp.data.decode("utf-8", errors="replace").splitlines()
 
 
-def follow_log(conn: Conn, handle: Handle, pod: str) -> Iterator[str]:
+def follow_log(conn: Conn, handle: Handle, pod: str, follow: bool = True) -> Iterator[str]:
+    """The pod's log lines as they arrive (with ``follow``, until the container exits).
+
+    Streamed in chunks, never read whole: memory stays bounded by the longest
+    line (see :class:`~nemo_run_k8s.executors.base.LineBuffer`).
+    """
     ns = handle["namespace"]
     resp = call(
         conn,
@@ -395,18 +401,16 @@ def follow_log(conn: Conn, handle: Handle, pod: str) -> Iterator[str]:
         pod,
         ns,
         container=CONTAINER_NAME,
-        follow=True,
+        follow=follow,
         raw=True,
         _request_timeout=(CONNECT_TIMEOUT, 30 * 86400.0),  # quiet jobs may log rarely
     )
-    pending = b""
+    buffer = LineBuffer()
     try:
-        for chunk in resp.stream(4096, decode_content=True):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
+        for chunk in resp.stream(65536, decode_content=True):
+            for line in buffer.feed(chunk):
                 yield line.decode("utf-8", errors="replace")
-        if pending:
+        if pending := buffer.rest():
             yield pending.decode("utf-8", errors="replace")
     finally:
         resp.release_conn()

@@ -271,6 +271,13 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         return None
 
     @classmethod
+    def missing_outcome(cls, handle: Handle) -> str:
+        return (
+            f"no outcome line in the log of the master pod of PyTorchJob "
+            f"{handle['namespace']}/{handle['name']} (the pod was deleted, or its log rotated)"
+        )
+
+    @classmethod
     def cancel(cls, handle: Handle) -> None:
         """Deletes the PyTorchJob and waits (up to ``cancel_timeout``) for its pods to go."""
         conn = kc.handle_conn(handle)

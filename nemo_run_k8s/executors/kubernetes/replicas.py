@@ -226,8 +226,8 @@ def read_logs(conn: kc.Conn, handle: Handle, nodes: list[int]) -> Iterator[str]:
                     if shown(line):
                         yield prefix(line)
             yield prefix("--- current container ---")
-        if kc.started(pod):
-            for line in kc.read_log(conn, handle, name):
+        if kc.started(pod):  # streamed, never read whole: memory stays bounded
+            for line in kc.follow_log(conn, handle, name, follow=False):
                 if shown(line):
                     yield prefix(line)
 

@@ -40,6 +40,7 @@ from nemo_run_k8s.executors.host import (
     start_time,
 )
 from nemo_run_k8s.executors.local import supervisor as _supervisor
+from nemo_run_k8s.executors.local.processes import job_processes, job_running, signal_all
 from nemo_run_k8s.exit_status import ExitStatus
 from nemo_run_k8s.paths import JobPaths
 from nemo_run_k8s.runtime.contract import node_env
@@ -62,6 +63,14 @@ class LocalExecutor(HostExecutor):
         submitter's imported modules and ``sys.path``; its environment, working
         directory, signals and exit handlers are its own. False: always a new
         interpreter, as in a container.
+
+    A job ends as a container does: its processes are its supervisor's process
+    group and the supervisor's descendants (the supervisor is a child
+    subreaper), so ``cancel()`` also stops programs the job started with
+    ``setsid``, and what the job leaves running when its main process exits is
+    stopped before its end is recorded. The limit: if the supervisor itself is
+    killed, programs in sessions of their own are adopted by init and only the
+    job's process group can still be stopped.
     """
 
     nproc_per_node: int = 1
@@ -142,35 +151,93 @@ class LocalExecutor(HostExecutor):
 
     @classmethod
     def state(cls, handle: Handle) -> JobState:
-        paths = JobPaths(Path(handle["job_dir"]))
-        status = ExitStatus.read(paths.exit_status)
+        """From ``exit.json``; while there is none, from the job's processes.
+
+        Should the supervisor die (kill -9, the OOM killer), the job is RUNNING
+        as long as one of its processes runs, and then ends as rank 0's outcome
+        file says (see :func:`_finish_unsupervised`).
+        """
+        status = ExitStatus.read(JobPaths(Path(handle["job_dir"])).exit_status)
         if status is not None:
             return JobState(status.state)
-        if alive(handle):
+        if alive(handle) or _job_running(handle):
             return JobState.RUNNING
-        return JobState.CANCELLED if paths.cancel_requested.exists() else JobState.FAILED
+        return _finish_unsupervised(handle)
 
     @classmethod
     def reason(cls, handle: Handle) -> str:
+        if not cls.state(handle).is_terminal:
+            return ""
         status = ExitStatus.read(JobPaths(Path(handle["job_dir"])).exit_status)
-        if status is None:
-            return "" if alive(handle) else "the job's supervisor ended without recording an exit"
+        if status is None:  # its directory is gone
+            return "the job's exit status is missing (its directory was removed?)"
         return status.reason if status.state == JobState.FAILED.value else ""
 
     @classmethod
     def cancel(cls, handle: Handle, grace_seconds: float = 10.0) -> None:
+        """SIGTERM to every process of the job, SIGKILL to what is left after the grace.
+
+        The job's processes are its group and the supervisor's descendants, so
+        a program the job started with ``setsid`` is stopped too (see
+        ``processes.py``; not once the supervisor itself has been killed: its
+        orphans then belong to init).
+        """
         if cls.state(handle).is_terminal:
             return
         JobPaths(Path(handle["job_dir"])).cancel_requested.touch()
-        pgid = handle["pid"]
-        _signal_group(pgid, signal.SIGTERM)
+        signal_all(_job_processes(handle), signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
-        while _groupalive(pgid) and time.monotonic() < deadline:
+        while (left := _job_processes(handle)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _groupalive(pgid):
-            _signal_group(pgid, signal.SIGKILL)
-            while _groupalive(pgid):
-                time.sleep(0.05)
+        while left:
+            signal_all(left, signal.SIGKILL)
+            time.sleep(0.02)
+            left = _job_processes(handle)
+        cls.state(handle)  # records the end, should the supervisor have been killed
+
+
+def _job_running(handle: Handle) -> bool:
+    child = CHILDREN.get(handle["pid"])
+    if child is not None:
+        child.poll()
+    return job_running(handle["pid"], handle.get("start_time"))
+
+
+def _job_processes(handle: Handle) -> list[int]:
+    """The job's live processes (for a job launched in this process, zombies reaped first)."""
+    child = CHILDREN.get(handle["pid"])
+    if child is not None:
+        child.poll()
+    return job_processes(handle["pid"], handle.get("start_time"))
+
+
+def _finish_unsupervised(handle: Handle) -> JobState:
+    """Records the end of a job whose supervisor died, once none of its processes runs.
+
+    The exit code is lost with the supervisor; rank 0's outcome file says how
+    the task ended: success is SUCCEEDED, an error (or none) FAILED, and a job
+    someone cancelled without a success is CANCELLED. The first writer of
+    ``exit.json`` wins, as always.
+    """
+    from nemo_run_k8s.bundle.outcome import peek_outcome_status
+
+    paths = JobPaths(Path(handle["job_dir"]))
+    outcome = peek_outcome_status(paths.output)
+    lost = "its supervisor was killed"
+    if outcome == "success":
+        status = ExitStatus("SUCCEEDED", "", {0: None})
+    elif paths.cancel_requested.exists():
+        status = ExitStatus("CANCELLED", "cancelled", {0: None})
+    elif outcome == "error":
+        status = ExitStatus("FAILED", f"the task raised an error ({lost})", {0: None})
+    else:
+        status = ExitStatus(
+            "FAILED", f"the job ended without an outcome ({lost}; exit code unknown)", {0: None}
+        )
+    if paths.root.is_dir():
+        status.write(paths.exit_status)
+        status = ExitStatus.read(paths.exit_status) or status
+    return JobState(status.state)
 
 
 def _forked_job(
@@ -200,32 +267,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _groupalive(pgid: int) -> bool:
-    child = CHILDREN.get(pgid)
-    if child is not None:
-        child.poll()
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # Zombies still count for killpg; they are gone for our purposes.
-    return any(_member_running(p, pgid) for p in Path("/proc").glob("[0-9]*"))
-
-
-def _member_running(proc_dir: Path, pgid: int) -> bool:
-    try:
-        fields = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return int(fields[2]) == pgid and fields[0] != "Z"
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
