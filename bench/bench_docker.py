@@ -173,7 +173,9 @@ def main() -> None:
         one_job(opts.base_image, {})  # builds or finds the image, warms caches
         image = one_job_image(opts.base_image)
         marks: dict[str, float] = {}
-        de.DockerExecutor.preflight = timed(marks, "  preflight", de.DockerExecutor.preflight)
+        de.DockerExecutor.check_backend = timed(
+            marks, "  check_backend", de.DockerExecutor.check_backend
+        )
         ImageBuilder.build = timed(marks, "  image lookup (present)", ImageBuilder.build)
         de._start_all = timed(marks, "  start 2 containers", de._start_all)
         samples, phases = [], []

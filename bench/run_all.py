@@ -16,9 +16,16 @@ Rows:
           vs NeMo-Run's run.run on its LocalExecutor.
   image   a new job image after a config-only change and after a one-file code change,
           code directories of 1, 10 and 100 MB, vs TorchX's workspace image build, on
-          the same base image (nemo-run-k8s/base-python:local) and directory.
+          the same base image (nemo-run-k8s/base-python:local) and directory. The
+          one-file change edits a module the job does not import; one more row (10 MB)
+          edits one it does, so our in-image import check runs again. Baseline row: the
+          engine's floor for adding a few-KB layer to an existing image (docker load of
+          the layer alone, and a container commit), no code of ours.
   docker  a trivial 2-node Docker job, submit to finish, whole process, vs TorchX
-          local_docker with 2 replicas.
+          local_docker with 2 replicas. Baseline rows: Docker alone doing the same
+          shape (network, two containers of `true`, start, wait, remove; no code of
+          ours), and a Python process importing fiddle: a whole-process submission of
+          a fiddle config pays at least both.
   cluster on the real cluster NRK_CLUSTER_KUBECONFIG names (bash .ci/setup-k8s.sh prints one):
           a 2-node x 2-process PyTorchJob (gloo all-reduce), submit to result, vs the Kubeflow
           training SDK 1.9.4's TrainingClient.create_job with the same image and work; and a
@@ -73,6 +80,7 @@ from harness import (
 
 BASE_IMAGE = "nemo-run-k8s/base-python:local"
 SIZES_MB = (1, 10, 100)
+IMPORTED_CHANGE_MB = 10
 SWEEP_JOBS = 100
 SWEEP_CODE_MB = 10
 ALL_ROWS = ("import", "local", "image", "docker", "sweep", "cluster")
@@ -209,7 +217,31 @@ class Bench:
                     torchx,
                 )
                 rows.append(Row(f"new job image, {label}, {mb} MB code", ours, [peer]))
+            if mb == IMPORTED_CHANGE_MB:
+                rows.append(self._image_row(code_dir, "imported", torchx))
+        n = self.n
+        floors = [
+            self._runner_side(
+                f"Docker engine: {how}",
+                [sys.executable, str(BENCH / "ours" / "layer_floor.py"), self.base, str(n), how],
+            )
+            for how in ("load", "commit")
+        ]
+        rows.append(Row("floor: add a 4 KB layer to an existing image", floors[0], floors[1:]))
         return rows
+
+    def _image_row(self, code_dir: str, change: str, torchx: Peer) -> Row:
+        args = [self.base, code_dir, str(self.n), change]
+        ours = self._runner_side(
+            "nemo_run_k8s", [sys.executable, str(BENCH / "ours" / "image_builds.py"), *args]
+        )
+        peer = self._runner_side(
+            "TorchX 0.7.0 workspace",
+            python_cmd(torchx.python, str(BENCH / "peers" / "torchx_workspace.py"), *args),
+            torchx,
+        )
+        name = f"new job image, one-file change to an imported module, {IMPORTED_CHANGE_MB} MB code"
+        return Row(name, ours, [peer])
 
     def row_docker(self) -> list[Row]:
         torchx = self.peer("torchx")
@@ -227,7 +259,29 @@ class Bench:
             note=_install_note(torchx),
         )
         _remove_containers("torchx.pytorch.org/version")
-        return [Row("2-node trivial Docker job, submit to finish", ours, [peer])]
+        docker_alone = self._runner_side(
+            "Docker alone (in-process)",
+            [sys.executable, str(BENCH / "ours" / "docker_floor.py"), self.base, str(self.n)],
+        )
+        python_fiddle = sample_whole_process(
+            "python -c 'import fiddle, cloudpickle'",
+            [sys.executable, "-c", "import fiddle, cloudpickle"],
+            self.env(),
+            self.n,
+        )
+        return [
+            Row("2-node trivial Docker job, submit to finish", ours, [peer]),
+            Row(
+                "floor: network + 2 containers of `true`, started, waited, removed",
+                docker_alone,
+                [],
+            ),
+            Row(
+                "floor: a Python process that imports fiddle (the config's library)",
+                python_fiddle,
+                [],
+            ),
+        ]
 
     def row_sweep(self) -> list[Row]:
         from workloads.codedirs import make_code_dir

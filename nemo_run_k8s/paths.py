@@ -23,6 +23,8 @@ from pathlib import Path
 
 #: Where bundles live inside a job image: ``<IMAGE_BUNDLE_ROOT>/<bundle sha256>``.
 IMAGE_BUNDLE_ROOT = "/opt/nemo_run_k8s/bundles"
+#: Where the user's code directory lives inside a job image (the recipe's WORKDIR, importable).
+IMAGE_CODE_ROOT = "/workspace"
 #: The file rank 0's outcome is written to, inside the output directory.
 OUTCOME_FILE = "result.pkl"
 

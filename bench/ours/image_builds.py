@@ -6,7 +6,7 @@ config-only change is a new ``lr`` (a new bundle); a one-file code change edits
 benchcode/model.py. The first build (environment image, wheels, preflight) is
 not counted.
 
-Usage: python image_builds.py BASE_IMAGE CODE_DIR N {config,onefile}
+Usage: python image_builds.py BASE_IMAGE CODE_DIR N {config,onefile,imported}
 Prints one JSON line: {"samples": [...], "builds": per sample, "images": [...]}.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from codedirs import change_one_file
 
 import nemo_run_k8s as run
-from nemo_run_k8s.spec import Resources
+from nemo_run_k8s.spec import ImageSpec, Resources
 
 
 @dataclasses.dataclass
@@ -34,6 +34,12 @@ class ImageTarget:
     def resources(self) -> Resources:
         return Resources()
 
+    def code_dirs(self) -> tuple[str, ...]:
+        return (self.code_dir,)
+
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.base_image, self.code_dir)
+
 
 def main() -> None:
     base, code_dir, n, change = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -44,8 +50,8 @@ def main() -> None:
     images: set[str] = set()
     samples = []
     for i in range(n + 1):  # the first build (cold) is not counted
-        if change == "onefile":
-            change_one_file(Path(code_dir), time.time_ns())
+        if change in ("onefile", "imported"):
+            change_one_file(Path(code_dir), time.time_ns(), imported=change == "imported")
         task = run.Partial(train, lr=0.1 + i + time.time_ns() % 10**6 / 10**9)
         start = time.perf_counter()
         image = run.build_image(task, target, quiet=True)

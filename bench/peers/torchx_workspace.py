@@ -6,7 +6,7 @@ tars the whole directory and runs ``FROM <role image>; COPY . .`` (Docker's laye
 cache skips the COPY when no file changed). A "config-only change" is a new
 argument, so the same build; a "one-file code change" edits benchcode/model.py.
 
-Usage: python torchx_workspace.py BASE_IMAGE CODE_DIR N {config,onefile}
+Usage: python torchx_workspace.py BASE_IMAGE CODE_DIR N {config,onefile,imported}
 Prints one JSON line: {"samples": [...], "builds": per sample, "images": [...]}.
 """
 
@@ -27,8 +27,8 @@ def main() -> None:
     runner = get_runner()
     images, samples = set(), []
     for i in range(n + 1):  # the first build (cold) is not counted
-        if change == "onefile":
-            change_one_file(Path(code_dir), time.time_ns())
+        if change in ("onefile", "imported"):
+            change_one_file(Path(code_dir), time.time_ns(), imported=change == "imported")
         app = specs.AppDef(
             name="bench",
             roles=[

@@ -1,7 +1,9 @@
 """Deterministic code directories of a given size, the same bytes on every run.
 
 A directory holds a small importable package ``benchcode`` (``train.py``, the
-job's target, and ``model.py``, the file a "one-file code change" edits) plus
+job's target; ``model.py``, the file a "one-file code change" edits, which the
+target does not import; ``used.py``, which it does, the file an "imported
+one-file change" edits) plus
 100 data files of seeded random bytes that make up the size. Random bytes do
 not compress, so no tool gains from compression that real code would not give.
 """
@@ -12,6 +14,8 @@ import random
 from pathlib import Path
 
 TRAIN = '''"""The job target of the image benchmarks."""
+
+from benchcode import used  # noqa: F401
 
 
 def train(lr: float = 0.1) -> float:
@@ -37,6 +41,7 @@ def make_code_dir(root: Path, megabytes: int, seed: int = 20240601) -> Path:
     (package / "__init__.py").write_text("")
     (package / "train.py").write_text(TRAIN)
     (package / "model.py").write_text("VERSION = 0\n")
+    (package / "used.py").write_text("VERSION = 0\n")
     rng = random.Random(seed + megabytes)
     size = megabytes * 2**20 // FILES
     for i in range(FILES):
@@ -45,6 +50,7 @@ def make_code_dir(root: Path, megabytes: int, seed: int = 20240601) -> Path:
     return path
 
 
-def change_one_file(path: Path, version: int) -> None:
-    """The "one-file code change": rewrites ``benchcode/model.py``."""
-    (path / "benchcode" / "model.py").write_text(f"VERSION = {version}\n")
+def change_one_file(path: Path, version: int, imported: bool = False) -> None:
+    """The "one-file code change": rewrites ``benchcode/model.py`` (``used.py`` if ``imported``)."""
+    name = "used.py" if imported else "model.py"
+    (path / "benchcode" / name).write_text(f"VERSION = {version}\n")

@@ -14,7 +14,9 @@ bundle inside job images.
 This module owns the bundle format: writing (:func:`make_bundle`), reading and
 checking (:class:`Bundle`). What the task is and how it is described live in
 ``tasks.py``; how it is pickled (and what travels by value) in ``pickling.py``;
-rank 0's outcome file in ``outcome.py``.
+rank 0's outcome file in ``outcome.py``. Reading and checking a bundle imports
+no fiddle (only writing one does), so a job whose task unpickles without
+fiddle (see ``pickling.py``) starts without importing it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,6 @@ from typing import Any
 
 import cloudpickle
 
-from nemo_run_k8s.bundle.describe import remembering
-from nemo_run_k8s.bundle.pickling import by_value_modules, imports_by_reference, pickle_task
-from nemo_run_k8s.bundle.tasks import describe_target, describe_task, task_kind, yaml_or_reason
 from nemo_run_k8s.config.script import Script
 from nemo_run_k8s.errors import BundleError
 from nemo_run_k8s.paths import image_bundle_path
@@ -179,6 +178,9 @@ def make_bundle(
     Raises :class:`BundleError` naming the config path of anything that cannot
     be pickled; nothing is written then.
     """
+    # Here, not at the top: they import fiddle, which reading a bundle in a job does not need.
+    from nemo_run_k8s.bundle.describe import remembering
+
     with remembering():  # the task is walked several times: large containers are typed once
         return _make_bundle(task, dest, resources, code_dirs)
 
@@ -186,6 +188,9 @@ def make_bundle(
 def _make_bundle(
     task: Any, dest: str | os.PathLike[str], resources: Resources | None, code_dirs: tuple[str, ...]
 ) -> Bundle:
+    from nemo_run_k8s.bundle.pickling import by_value_modules, imports_by_reference, pickle_task
+    from nemo_run_k8s.bundle.tasks import describe_target, describe_task, task_kind, yaml_or_reason
+
     kind = task_kind(task)
     script_text = task.text() if isinstance(task, Script) else None
     by_value = by_value_modules(task, code_dirs)

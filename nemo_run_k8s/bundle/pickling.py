@@ -5,7 +5,8 @@ module not installed in site-packages or the standard library) are pickled by
 value, so the job runs even when its image does not contain that code. Modules
 under a ``code_dir`` that is baked into the image travel by reference instead
 (they are imported in the job). Anything that cannot be pickled is named by its
-config path.
+config path. A ``run.Partial`` of plain values is pickled built, as a
+``functools.partial``, so the job loads and calls it without importing fiddle.
 """
 
 from __future__ import annotations
@@ -43,12 +44,30 @@ def pickle_task(task: Any, by_value: set[str]) -> bytes:
     with _PICKLING:
         _name_classes_stably([*modules, sys.modules["__main__"]])
         with _registered_by_value(modules), _without_history(task):
+            payload = _prebuilt(task)
             try:
-                return cloudpickle.dumps(task, protocol=4)
+                return cloudpickle.dumps(payload, protocol=4)
             except Exception as err:
                 if isinstance(err, RecursionError) or isinstance(err.__cause__, RecursionError):
                     raise _too_deep(task) from None
                 raise _unpicklable(task, err) from err
+
+
+def _prebuilt(task: Any) -> Any:
+    """``task`` as the job loads it: a Partial of plain values, built.
+
+    Building one only makes a ``functools.partial`` (nothing is called), and a
+    built partial unpickles without fiddle, so the job does not import it. It is
+    built the way ``fdl.build`` builds the root of a tree, without walking the
+    values again. Anything holding another config node is pickled as it is and
+    built in the job.
+    """
+    if not isinstance(task, fdl.Partial):
+        return task
+    if any(isinstance(v, fdl.Buildable) and v is not task for _, v in iter_values(task)):
+        return task
+    args, kwargs = task.__signature_info__.transform_to_args_kwargs(dict(task.__arguments__))
+    return task.__build__(*args, **kwargs)
 
 
 def _too_deep(task: Any) -> BundleError:

@@ -56,7 +56,7 @@ class FileHashCache:
         for rel, path in files:
             st = path.stat()
             stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-            key = str(path.resolve())
+            key = os.path.abspath(path)
             entry = self.entries.get(key)
             if entry is None or entry[:3] != stamp:
                 entry = [*stamp, file_sha(path)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -59,6 +60,33 @@ def runtime_closure() -> dict[str, str]:
     return dict(sorted(pinned.items()))
 
 
+def _cached_closure(cache: Path) -> dict[str, str]:
+    """:func:`runtime_closure`, remembered while no directory on ``sys.path`` changed.
+
+    Installing, upgrading or removing a package adds or removes entries in its
+    site-packages directory, which changes that directory's modification time.
+    Only those directories count (a script's own directory changes for other reasons).
+    """
+    stamp = hashlib.sha256(sys.executable.encode())
+    installed = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    for entry in installed or sys.path:
+        try:
+            stamp.update(f"\0{entry}\0{os.stat(entry or '.').st_mtime_ns}".encode())
+        except OSError:
+            continue
+    try:
+        cached = json.loads(cache.read_text())
+        if cached["stamp"] == stamp.hexdigest():
+            return dict(cached["closure"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        pass
+    closure = runtime_closure()
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"stamp": stamp.hexdigest(), "closure": closure}))
+    os.replace(tmp, cache)
+    return closure
+
+
 def _marker_applies(marker: str) -> bool:
     """Evaluates an environment marker for this interpreter; extras never apply."""
     if "extra" in marker:
@@ -78,7 +106,7 @@ def download_dependency_wheels(
     ``dest`` is a cache directory: wheels already there are not fetched again.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    pinned = runtime_closure()
+    pinned = _cached_closure(dest / "closure.json")
     wanted = [f"{name}=={version}" for name, version in pinned.items()]
     have = {normalize(p.name.split("-")[0]): p for p in dest.glob("*.whl")}
     missing = [w for w in wanted if normalize(w.split("==")[0]) not in have]
@@ -116,15 +144,31 @@ def build_own_wheel(dest: Path) -> Path:
     """Writes a wheel of the installed nemo_run_k8s package into ``dest``; returns its path.
 
     The wheel is reproducible (fixed timestamps, sorted entries), so its hash
-    changes only when the package's files do.
+    changes only when the package's files do. It is written again only when a
+    file's name, size or modification time changed since the last time.
     """
     from nemo_run_k8s import __version__
 
     dist_info = f"nemo_run_k8s-{__version__}.dist-info"
+    sources = [
+        path
+        for path in sorted(_PACKAGE_DIR.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    ]
+    path = dest / f"nemo_run_k8s-{__version__}-py3-none-any.whl"
+    stamp_file = dest / f"{path.name}.stamp"
+    stamp = hashlib.sha256()
+    for source in sources:
+        st = source.stat()
+        stamp.update(f"{source}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    try:
+        if stamp_file.read_text() == stamp.hexdigest() and path.exists():
+            return path
+    except FileNotFoundError:
+        pass
     files: dict[str, bytes] = {}
-    for path in sorted(_PACKAGE_DIR.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
-            files[f"nemo_run_k8s/{path.relative_to(_PACKAGE_DIR).as_posix()}"] = path.read_bytes()
+    for source in sources:
+        files[f"nemo_run_k8s/{source.relative_to(_PACKAGE_DIR).as_posix()}"] = source.read_bytes()
     requires = "".join(f"Requires-Dist: {name}\n" for name in RUNTIME_REQUIREMENTS)
     files[f"{dist_info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: nemo_run_k8s\nVersion: {__version__}\n{requires}"
@@ -143,10 +187,12 @@ def build_own_wheel(dest: Path) -> Path:
             info.external_attr = 0o644 << 16
             zf.writestr(info, data, zipfile.ZIP_DEFLATED)
     dest.mkdir(parents=True, exist_ok=True)
-    path = dest / f"nemo_run_k8s-{__version__}-py3-none-any.whl"
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
+    tmp = stamp_file.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(stamp.hexdigest())
+    os.replace(tmp, stamp_file)
     return path
 
 

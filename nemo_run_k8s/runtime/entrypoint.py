@@ -122,6 +122,10 @@ def _run_task(bundle: Any, output: Path | None) -> int:
 
 
 def _call_task(task: Any) -> Any:
+    import functools
+
+    if isinstance(task, functools.partial):  # a run.Partial the bundle holds built
+        return task()
     import fiddle as fdl
 
     built = fdl.build(task)

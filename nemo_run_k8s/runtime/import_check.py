@@ -2,17 +2,20 @@
 
 ``python -m nemo_run_k8s.runtime.import_check BUNDLE``
 
-Prints one JSON line, ``{"ok": bool, "python": "3.11.2", "problems": [...]}``:
-the bundle's format, hash and Python minor version, then every module the task
-imports by reference and the task itself (unpickled, which imports every
+Prints one JSON line, ``{"ok": bool, "python": "3.11.2", "problems": [...], "read":
+[...]}``: the bundle's format, hash and Python minor version, then every module
+the task imports by reference and the task itself (unpickled, which imports every
 target), and for several processes per node that torchrun is there and takes
-the flags the entrypoint will pass. Nothing of the task runs.
+the flags the entrypoint will pass. Nothing of the task runs. ``read`` lists the
+files of the code directory (relative to it) that the imports loaded: the
+builder re-runs the check only when one of them changes.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import platform
 import shutil
 import sys
@@ -56,11 +59,28 @@ def check(bundle_path: str) -> list[str]:
     return []
 
 
+def code_files_read(root: str) -> list[str]:
+    """Files under ``root`` that imported modules came from, relative to it."""
+    from nemo_run_k8s.paths import IMAGE_CODE_ROOT
+
+    prefix = os.path.join(root or IMAGE_CODE_ROOT, "")
+    read = set()
+    for module in list(sys.modules.values()):
+        for path in [getattr(module, "__file__", None), *(getattr(module, "__path__", None) or [])]:
+            if isinstance(path, str) and path.startswith(prefix) and os.path.isfile(path):
+                read.add(os.path.relpath(path, prefix))
+    return sorted(read)
+
+
 def main() -> int:
     problems = check(sys.argv[1])
-    print(
-        json.dumps({"ok": not problems, "python": platform.python_version(), "problems": problems})
-    )
+    report = {
+        "ok": not problems,
+        "python": platform.python_version(),
+        "problems": problems,
+        "read": code_files_read(""),
+    }
+    print(json.dumps(report))
     return 0 if not problems else 1
 
 

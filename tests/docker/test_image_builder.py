@@ -102,6 +102,76 @@ def test_preflight_catches_a_module_missing_from_the_image(
     made_images.add(with_code.ref, with_code.env_ref)  # with it, the preflight passes
 
 
+def code_in_image(client: Any, ref: str, path: str) -> str:
+    output = client.containers.run(ref, entrypoint=["cat", path], remove=True)
+    return str(output.decode())
+
+
+def test_a_one_file_change_adds_one_layer_and_still_checks_what_the_job_imports(
+    base_image: str,
+    docker_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    made_images: Any,
+) -> None:
+    package = f"nrk_edit_{secrets.token_hex(3)}"
+    code_dir = tmp_path / "code"
+    (code_dir / package).mkdir(parents=True)
+    (code_dir / package / "__init__.py").write_text("")
+    (code_dir / package / "train.py").write_text(
+        "from . import model\n\ndef train(steps=1):\n    return model.SCALE * steps\n"
+    )
+    (code_dir / package / "model.py").write_text("SCALE = 10\n")
+    (code_dir / package / "notes.py").write_text("NOTE = 'not imported by the job'\n")
+    monkeypatch.syspath_prepend(str(code_dir))
+    train = __import__(f"{package}.train", fromlist=["train"]).train
+    executor = run.DockerExecutor(base_image=base_image, code_dir=str(code_dir))
+    checks: list[str] = []
+    run_once = ImageBuilder._run_once
+
+    def counting(self: Any, image: str, command: list[str], *args: Any, **kwargs: Any) -> str:
+        if "nemo_run_k8s.runtime.import_check" in command:
+            checks.append(image)
+        return run_once(self, image, command, *args, **kwargs)
+
+    monkeypatch.setattr(ImageBuilder, "_run_once", counting)
+    first = run.build_image(run.Partial(train, steps=1), executor)
+    made_images.add(first.ref, first.env_ref)
+    assert len(checks) == 1
+
+    # An edit to a file the job does not import: one layer of that file, no new check.
+    (code_dir / package / "notes.py").write_text("NOTE = 'edited'\n")
+    edited = run.build_image(run.Partial(train, steps=2), executor)
+    made_images.add(edited.ref, edited.env_ref)
+    old, new = layers(docker_client, first.env_ref), layers(docker_client, edited.env_ref)
+    assert new[:-1] == old and len(new) == len(old) + 1
+    assert code_in_image(docker_client, edited.ref, f"/workspace/{package}/notes.py") == (
+        "NOTE = 'edited'\n"
+    )
+    assert len(checks) == 1
+
+    # An edit to a module the job imports: checked again, and a broken import is caught.
+    (code_dir / package / "model.py").write_text("import nrk_no_such_module\nSCALE = 1\n")
+    with pytest.raises(ImageBuildError) as caught:
+        run.build_image(run.Partial(train, steps=3), executor)
+    made_images.add(*re.findall(r"nemo-run-k8s/job:[0-9a-f]+", str(caught.value)))
+    assert len(checks) == 2
+    assert "No module named 'nrk_no_such_module'" in str(caught.value)
+    assert "nothing was submitted" in str(caught.value)
+    (code_dir / package / "model.py").write_text("SCALE = 100\n")
+    fixed = run.build_image(run.Partial(train, steps=3), executor)
+    made_images.add(fixed.ref, fixed.env_ref)
+    assert len(checks) == 3
+    assert run.run(run.Partial(train, steps=3), executor).result() == 300
+
+    # A deleted file: the environment is built afresh (a layer cannot remove a file).
+    (code_dir / package / "notes.py").unlink()
+    rebuilt = run.build_image(run.Partial(train, steps=4), executor)
+    made_images.add(rebuilt.ref, rebuilt.env_ref)
+    assert len(layers(docker_client, rebuilt.env_ref)) == len(old)
+    assert run.run(run.Partial(train, steps=4), executor).result() == 400
+
+
 @pytest.fixture(scope="module")
 def pypy_base(docker_client: Any, base_image: str, tmp_path_factory: Any, made_images: Any) -> str:
     """The local base with Debian's PyPy (a real Python 3.9) as its python3.

@@ -138,6 +138,31 @@ def test_gpus_are_split_between_nodes() -> None:
     assert p.documents[1]["env"]["PET_NPROC_PER_NODE"] == "2"
 
 
+def test_the_engine_gets_what_docker_run_would_send(tmp_path) -> None:
+    # The launch creates containers with this body, over the socket, without the docker SDK.
+    host = tmp_path / "data"
+    host.mkdir()
+    executor = de.DockerExecutor(
+        num_nodes=2, gpus_per_node=1, shm_size="2Gi", volumes=[f"{host}:/data:ro"]
+    )
+    doc = plan(executor).documents[2]
+    config = ds.container_config(doc, "nemo-run-k8s/job:abc", {"A": "1", "TOKEN": "s3cret"})
+    assert config["Image"] == "nemo-run-k8s/job:abc" and config["Cmd"] == doc["command"]
+    assert config["Env"] == ["A=1", "TOKEN=s3cret"]
+    assert config["Labels"][ds.NODE_LABEL] == "1"
+    host_config = config["HostConfig"]
+    assert host_config["ShmSize"] == 2 * 1024**3 and host_config["Init"] is True
+    assert host_config["NetworkMode"] == doc["network"]
+    assert host_config["Mounts"] == [
+        {"Target": "/data", "Source": str(host), "Type": "bind", "ReadOnly": True}
+    ]
+    assert host_config["DeviceRequests"][0]["DeviceIDs"] == ["1"]
+    assert host_config["DeviceRequests"][0]["Capabilities"] == [["gpu"]]
+    endpoints = config["NetworkingConfig"]["EndpointsConfig"]
+    assert endpoints == {doc["network"]: {"Aliases": [doc["name"]]}}
+    assert [ds.size_bytes(s) for s in ("512m", "8g", "100")] == [512 * 1024**2, 8 * 1024**3, 100]
+
+
 def test_secret_values_are_masked_in_the_plan_and_repr() -> None:
     executor = de.DockerExecutor(secret_env_vars={"API_TOKEN": SECRET})
     p = plan(executor)

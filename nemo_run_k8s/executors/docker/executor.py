@@ -33,8 +33,9 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nemo_run_k8s.errors import SubmissionError
 from nemo_run_k8s.executors.base import reject_unknown_options
@@ -53,6 +54,7 @@ from nemo_run_k8s.labels import job_labels
 from nemo_run_k8s.paths import JobPaths
 from nemo_run_k8s.spec import Handle, ImageSpec, JobIdentity, JobState, Plan, Resources
 
+T = TypeVar("T")
 _SUPERVISOR = str(Path(sup.__file__).resolve())
 _CANCEL_WAIT_SECONDS = 30.0
 
@@ -142,12 +144,13 @@ class DockerExecutor(HostExecutor):
 
     def check_backend(self) -> None:
         """Refuses what the engine cannot do before anything is created."""
-        from nemo_run_k8s.image.builder import docker_client
+        from nemo_run_k8s.image.builder import ImageBuilder
 
-        client = docker_client()
+        builder = ImageBuilder()  # checks that the engine answers
         if self.gpus_per_node:
-            ds.check_gpus(client.info(), self.num_nodes, self.gpus_per_node, _host_gpu_count())
-        _check_base_image(client, self.base_image)
+            info = builder.client.info()
+            ds.check_gpus(info, self.num_nodes, self.gpus_per_node, _host_gpu_count())
+        _check_base_image(builder, self.base_image)
         for volume in self.volumes or []:
             host = volume.split(":", 1)[0]
             if not os.path.exists(host):
@@ -194,7 +197,6 @@ class DockerExecutor(HostExecutor):
         from nemo_run_k8s.image.builder import ImageBuilder
 
         builder = ImageBuilder()  # also checks that the engine answers
-        api = builder.client.api
         paths = JobPaths(job.job_dir)
         for directory in (paths.output, paths.logs):
             directory.mkdir(parents=True, exist_ok=True)
@@ -210,7 +212,7 @@ class DockerExecutor(HostExecutor):
             os.close(go_read)
         pool = ThreadPoolExecutor(max_workers=max(2, len(containers)))
         try:
-            network = pool.submit(_create_network, api, network_doc)
+            network = pool.submit(_create_network, builder, network_doc)
             try:
                 if job.image:  # an experiment's shared image, already holding this bundle
                     image_ref, env_ref = job.image, None
@@ -222,7 +224,7 @@ class DockerExecutor(HostExecutor):
             env = [{**doc["env"], **(self.secret_env_vars or {})} for doc in containers]
             created = pool.map(
                 _create_container,
-                [api] * len(containers),
+                [builder] * len(containers),
                 containers,
                 [image_ref] * len(containers),
                 env,
@@ -231,7 +233,7 @@ class DockerExecutor(HostExecutor):
                 {"node": doc["node"], "id": cid, "nproc": self.resources().nproc_per_node}
                 for doc, cid in zip(containers, created, strict=True)
             ]
-            _start_all(api, [n["id"] for n in spec["nodes"]])
+            _start_all(builder, [n["id"] for n in spec["nodes"]])
             atomic_write(paths.docker_spec, json.dumps(spec, sort_keys=True))
             os.write(go_write, sup.GO)
         except BaseException:
@@ -239,7 +241,7 @@ class DockerExecutor(HostExecutor):
             # (after the pool's calls in flight have returned, so none creates more later).
             # The supervisor gets no go and exits.
             pool.shutdown(wait=True, cancel_futures=True)
-            _remove_partial(api, job.job_id)
+            _remove_partial(builder.client.api, job.job_id)
             raise
         finally:
             os.close(go_write)
@@ -330,18 +332,15 @@ def _host_gpu_count() -> int | None:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def _check_base_image(client: Any, ref: str) -> None:
+def _check_base_image(builder: Any, ref: str) -> None:
+    if builder.find(ref) is not None:
+        return
     import docker.errors
 
     from nemo_run_k8s.image.builder import base_image_missing
 
     try:
-        client.images.get(ref)
-        return
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        client.images.get_registry_data(ref)
+        builder.client.images.get_registry_data(ref)
     except docker.errors.APIError as err:
         raise base_image_missing(ref, err.explanation) from err
 
@@ -361,75 +360,56 @@ def _api() -> Any:
     return _CLIENT[0].api
 
 
-def _create_network(api: Any, doc: dict[str, Any]) -> str:
-    import docker.errors
-
-    try:
-        return str(
-            api.create_network(doc["name"], driver=doc["driver"], labels=doc["labels"])["Id"]
+def _create_network(builder: Any, doc: dict[str, Any]) -> str:
+    def create() -> str:
+        if builder.engine is not None:
+            return str(builder.engine.create_network(doc["name"], doc["driver"], doc["labels"]))
+        made = builder.client.api.create_network(
+            doc["name"], driver=doc["driver"], labels=doc["labels"]
         )
-    except docker.errors.APIError as err:
-        raise SubmissionError(f"cannot create network {doc['name']}: {err.explanation}") from err
+        return str(made["Id"])
+
+    return _engine_call(create, f"cannot create network {doc['name']}")
 
 
-def _create_container(api: Any, doc: dict[str, Any], image: str, env: dict[str, str]) -> str:
-    import docker.errors
-    import docker.types
+def _create_container(builder: Any, doc: dict[str, Any], image: str, env: dict[str, str]) -> str:
+    config = ds.container_config(doc, image, env)
 
-    mounts = [
-        docker.types.Mount(
-            m["target"], m["source"], type="bind", read_only=m.get("read_only", False)
-        )
-        for m in doc["mounts"]
-    ]
-    devices = []
-    if "gpus" in doc:
-        devices.append(
-            docker.types.DeviceRequest(
-                driver=doc["gpus"]["driver"],
-                device_ids=doc["gpus"]["device_ids"],
-                capabilities=[["gpu"]],
-            )
-        )
-    host_config = api.create_host_config(
-        mounts=mounts,
-        shm_size=doc["shm_size"],
-        device_requests=devices or None,
-        init=doc["init"],
-    )
-    endpoint = api.create_endpoint_config(aliases=[doc["name"]])
-    try:
-        return str(
-            api.create_container(
-                image,
-                command=doc["command"],
-                name=doc["name"],
-                hostname=doc["hostname"],
-                environment=env,
-                labels=doc["labels"],
-                user=doc.get("user"),
-                host_config=host_config,
-                networking_config=api.create_networking_config({doc["network"]: endpoint}),
-            )["Id"]
-        )
-    except docker.errors.APIError as err:
-        raise SubmissionError(f"cannot create container {doc['name']}: {err.explanation}") from err
+    def create() -> str:
+        if builder.engine is not None:
+            return str(builder.engine.create_container(doc["name"], config))
+        return str(builder.client.api.create_container_from_config(config, doc["name"])["Id"])
+
+    return _engine_call(create, f"cannot create container {doc['name']}")
 
 
-def _start_all(api: Any, ids: list[str]) -> None:
-    import docker.errors
-
-    errors: list[str] = []
+def _start_all(builder: Any, ids: list[str]) -> None:
+    errors: list[SubmissionError] = []
 
     def start(cid: str) -> None:
+        api = builder.engine if builder.engine is not None else builder.client.api
         try:
-            api.start(cid)
-        except docker.errors.APIError as err:
-            errors.append(str(err.explanation))
+            _engine_call(lambda: api.start(cid), "cannot start the job's containers")
+        except SubmissionError as err:
+            errors.append(err)
 
     sup._in_parallel(start, ids)
     if errors:
-        raise SubmissionError(f"cannot start the job's containers: {errors[0]}")
+        raise errors[0]
+
+
+def _engine_call(call: Callable[[], T], what: str) -> T:
+    """``call()``, its engine errors (ours or the SDK's) as a SubmissionError saying ``what``."""
+    from nemo_run_k8s.image.engine import EngineError
+
+    try:
+        return call()
+    except (EngineError, OSError) as err:
+        raise SubmissionError(f"{what}: {getattr(err, 'explanation', err)}") from err
+    except Exception as err:
+        if type(err).__module__.startswith("docker.") and hasattr(err, "explanation"):
+            raise SubmissionError(f"{what}: {err.explanation}") from err
+        raise
 
 
 def _start_supervisor(job_dir: Path, go_read: int, job_id: str) -> dict[str, Any]:

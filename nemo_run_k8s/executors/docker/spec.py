@@ -93,6 +93,56 @@ def container_spec(
     return spec
 
 
+def container_config(doc: dict[str, Any], image: str, env: dict[str, str]) -> dict[str, Any]:
+    """The Engine API body creating the container of ``doc`` (a :func:`container_spec`).
+
+    What ``docker run --network <net> --init --shm-size ... --mount ...`` sends;
+    ``image`` and ``env`` (secret values included) are filled in at launch.
+    """
+    host_config: dict[str, Any] = {
+        "Mounts": [
+            {
+                "Target": m["target"],
+                "Source": m["source"],
+                "Type": "bind",
+                "ReadOnly": bool(m.get("read_only", False)),
+            }
+            for m in doc["mounts"]
+        ],
+        "ShmSize": size_bytes(doc["shm_size"]),
+        "Init": doc["init"],
+        "NetworkMode": doc["network"],
+    }
+    if "gpus" in doc:
+        host_config["DeviceRequests"] = [
+            {
+                "Driver": doc["gpus"]["driver"],
+                "Count": 0,
+                "DeviceIDs": doc["gpus"]["device_ids"],
+                "Capabilities": [["gpu"]],
+                "Options": {},
+            }
+        ]
+    config: dict[str, Any] = {
+        "Image": image,
+        "Cmd": doc["command"],
+        "Hostname": doc["hostname"],
+        "Env": [f"{key}={value}" for key, value in env.items()],
+        "Labels": doc["labels"],
+        "HostConfig": host_config,
+        "NetworkingConfig": {"EndpointsConfig": {doc["network"]: {"Aliases": [doc["name"]]}}},
+    }
+    if doc.get("user"):
+        config["User"] = doc["user"]
+    return config
+
+
+def size_bytes(size: str) -> int:
+    """A size as :func:`checked_shm_size` keeps it (``"8g"``) in bytes."""
+    digits = size.rstrip("bkmg")
+    return int(digits) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[size[len(digits) :]]
+
+
 def check_gpus(info: dict[str, Any], num_nodes: int, per_node: int, host_gpus: int | None) -> None:
     """Refuses a GPU request the engine cannot meet (Docker would fail only at start)."""
     asked = f"DockerExecutor(num_nodes={num_nodes}, gpus_per_node={per_node})"

@@ -3,8 +3,9 @@
 Started detached from the submitter, so it outlives the process that submitted
 the job: as a fork of the submitter calling :func:`watch` where that is safe
 (see ``executors/fork.py``), otherwise as a script (``python supervisor.py
-JOB_DIR GO_FD JOB_ID``) that needs only the standard library, the docker SDK and two
-stdlib-only modules of ours (``paths``, ``exit_status``). It
+JOB_DIR GO_FD JOB_ID``) that needs only the standard library and three stdlib-only
+modules of ours (``paths``, ``exit_status``, ``image.engine``: the engine's Unix
+socket), and the docker SDK only for any other ``DOCKER_HOST`` or a failed launch. It
 waits for the submitter's word on the pipe ``GO_FD`` (the containers are
 started; nothing comes if the launch failed or the submitter died, and it then
 exits), reads ``JOB_DIR/docker.json`` (what the executor launched)
@@ -41,6 +42,8 @@ from typing import Any
 
 from nemo_run_k8s.executors.base import LineBuffer
 from nemo_run_k8s.exit_status import ExitStatus, describe_exit
+from nemo_run_k8s.image import engine
+from nemo_run_k8s.image.engine import errors_of
 from nemo_run_k8s.paths import JobPaths
 
 GO = b"go"  # what the submitter writes on the supervisor's pipe once every container runs
@@ -120,10 +123,10 @@ def copy_logs(api: Any, node: dict[str, Any], log_file: Path, follow: bool) -> N
 
 def stop_all(api: Any, container_ids: Iterable[str], grace: int = STOP_GRACE_SECONDS) -> None:
     """Stops containers in parallel (SIGTERM, SIGKILL after ``grace`` s); gone ones are fine."""
-    import docker.errors
+    _, api_errors = errors_of(api)
 
     def stop(cid: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        with contextlib.suppress(*api_errors):
             api.stop(cid, timeout=grace)
 
     _in_parallel(stop, container_ids)
@@ -137,10 +140,10 @@ def remove_all(api: Any, spec: dict[str, Any]) -> None:
 
 def remove_containers(api: Any, spec: dict[str, Any]) -> None:
     """Removes the job's containers (forced, in parallel); gone ones are fine."""
-    import docker.errors
+    not_found, _ = errors_of(api)
 
     def remove(cid: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
+        with contextlib.suppress(*not_found):
             api.remove_container(cid, force=True)
 
     _in_parallel(remove, [n["id"] for n in spec["nodes"]])
@@ -148,17 +151,16 @@ def remove_containers(api: Any, spec: dict[str, Any]) -> None:
 
 def remove_network(api: Any, spec: dict[str, Any]) -> None:
     """Removes the job's network once its containers are gone (Docker needs a moment)."""
-    import docker.errors
-
+    not_found, api_errors = errors_of(api)
     if not spec.get("network_id"):
         return
     for attempt in range(20):  # endpoints are released a moment after removal
         try:
             api.remove_network(spec["network_id"])
             return
-        except docker.errors.NotFound:
+        except not_found:
             return
-        except docker.errors.APIError:
+        except api_errors:
             if attempt == 19:
                 raise
             time.sleep(0.05)
@@ -240,8 +242,7 @@ def load_spec(job_dir: Path) -> dict[str, Any]:
 
 def supervise_containers(api: Any, job_dir: Path, spec: dict[str, Any]) -> None:
     """Follows logs, waits for every node, stops the rest on a failure, then finishes."""
-    import docker.errors
-
+    not_found, _ = errors_of(api)
     nodes = spec["nodes"]
     paths = JobPaths(job_dir)
     paths.logs.mkdir(exist_ok=True)
@@ -253,7 +254,7 @@ def supervise_containers(api: Any, job_dir: Path, spec: dict[str, Any]) -> None:
     def wait(node: dict[str, Any]) -> None:
         try:
             code: int | None = int(api.wait(node["id"], timeout=None)["StatusCode"])
-        except docker.errors.NotFound:
+        except not_found:
             code = None
         except Exception:  # the daemon went away: the container is lost to us
             code = None
@@ -292,17 +293,22 @@ def watch(job_dir: Path, go_fd: int, job_id: str | None = None) -> int:
     the image build): removes whatever was created with the job's label (the
     network is created while the image builds), so a killed submitter leaks nothing.
     """
-    import docker
-
     # Started before the containers are created: the go comes once they all run.
     with os.fdopen(go_fd, "rb") as go:
         if go.read() != GO:
             print("the launch did not finish (the submitter failed or was stopped)")
             if job_id:
+                import docker
+
                 remove_labelled(docker.from_env(timeout=60).api, job_id)
             return 1
     spec = load_spec(job_dir)
-    api = docker.from_env(timeout=None).api  # the submitter's DOCKER_HOST, no read timeout
+    # The submitter's DOCKER_HOST, no read timeout; the SDK only where the socket client cannot.
+    api = engine.from_env(timeout=None)
+    if api is None:
+        import docker
+
+        api = docker.from_env(timeout=None).api
     supervise_containers(api, job_dir, spec)
     return 0
 
