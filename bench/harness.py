@@ -30,6 +30,8 @@ PEERS: dict[str, list[str]] = {
     "nemo_run": ["nemo_run==0.11.1", "leptonai==0.27.3"],
     # TorchX: the docker client for local_docker and workspaces, kubernetes for its k8s dry run.
     "torchx": ["torchx==0.7.0", "docker", "kubernetes"],
+    # The Kubeflow training SDK of the operator the CI cluster runs (v1.9).
+    "kubeflow_training": ["kubeflow-training==1.9.4"],
 }
 
 

@@ -26,6 +26,13 @@ Rows:
           shape (network, two containers of `true`, start, wait, remove; no code of
           ours), and a Python process importing fiddle: a whole-process submission of
           a fiddle config pays at least both.
+  cluster on the real cluster NRK_CLUSTER_KUBECONFIG names (bash .ci/setup-k8s.sh prints one):
+          a 2-node x 2-process PyTorchJob (gloo all-reduce), submit to result, vs the Kubeflow
+          training SDK 1.9.4's TrainingClient.create_job with the same image and work; and a
+          100-job sweep created on the real API server (a namespace whose quota admits no pods)
+          vs 100 create_job calls. Base image: NRK_CLUSTER_BASE_IMAGE or what
+          .ci/setup-cluster-base.sh prints; registry: NRK_CLUSTER_IMAGE_REPO (default
+          127.0.0.1:5000/nemo-run-k8s-bench).
   sweep   a 100-job sweep submitted to Kubernetes, with the count of image builds, vs
           100 TorchX submissions with a workspace (dry run). Ours launches against a
           stand-in API server with a throw-away local registry when `docker-registry`
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -75,7 +83,8 @@ SIZES_MB = (1, 10, 100)
 IMPORTED_CHANGE_MB = 10
 SWEEP_JOBS = 100
 SWEEP_CODE_MB = 10
-ALL_ROWS = ("import", "local", "image", "docker", "sweep")
+ALL_ROWS = ("import", "local", "image", "docker", "sweep", "cluster")
+SDK = "Kubeflow SDK 1.9.4"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,6 +319,69 @@ class Bench:
             )
         ]
 
+    def row_cluster(self) -> list[Row]:
+        names = (
+            "2-node x 2-proc PyTorchJob (gloo all-reduce), submit to result, real cluster",
+            f"{SWEEP_JOBS}-job sweep, all created on the real API server",
+        )
+        kubeconfig = os.environ.get("NRK_CLUSTER_KUBECONFIG", "")
+        if not kubeconfig:
+            note = "no cluster: set NRK_CLUSTER_KUBECONFIG (bash .ci/setup-k8s.sh prints one)"
+            return [Row(n, Side("nemo_run_k8s", note=note), [Side(SDK, note=note)]) for n in names]
+        sdk = self.peer("kubeflow_training")
+        base = os.environ.get("NRK_CLUSTER_BASE_IMAGE") or _cluster_base()
+        repo = os.environ.get("NRK_CLUSTER_IMAGE_REPO", "127.0.0.1:5000/nemo-run-k8s-bench")
+        n, image = str(self.n), ""
+        with _namespace(kubeconfig, "nrk-bench-job") as ns:
+            ours = Side("nemo_run_k8s")
+            cmd = [sys.executable, str(BENCH / "ours" / "cluster_job.py"), kubeconfig, ns, repo]
+            try:
+                result = run_runner([*cmd, base, n], self.env())
+                ours.samples, image = [float(x) for x in result["samples"]], result["image"]
+            except RunnerError as err:
+                ours.note = failure_note(err)
+            peer = self._runner_side(
+                f"{SDK} create_job",
+                python_cmd(
+                    sdk.python if image else None,
+                    str(BENCH / "peers" / "kubeflow_sdk_job.py"),
+                    kubeconfig,
+                    ns,
+                    image,
+                    n,
+                ),
+                sdk,
+            )
+            if not image and not peer.note:
+                peer.note = "not run: ours built no image to share"
+        rows = [Row(names[0], ours, [peer])]
+        code_dir = str(_code_dir(self.tmp))
+        jobs, repeats = str(SWEEP_JOBS), "1"
+        with _namespace(kubeconfig, "nrk-bench-sweep", no_pods=True) as ns:
+            env = {**self.env(), "NRK_BENCH_KUBECONFIG": kubeconfig, "NRK_BENCH_NAMESPACE": ns}
+            cmd = [sys.executable, str(BENCH / "ours" / "sweep.py"), self.base, code_dir]
+            ours = Side("nemo_run_k8s")
+            try:
+                result = run_runner([*cmd, jobs, repeats, "cluster", repo.split("/")[0]], env)
+                ours.samples, ours.builds = [float(x) for x in result["samples"]], result["builds"]
+            except RunnerError as err:
+                ours.note = failure_note(err)
+            peer = self._runner_side(
+                f"{SDK} create_job x{SWEEP_JOBS}",
+                python_cmd(
+                    sdk.python if image else None,
+                    str(BENCH / "peers" / "kubeflow_sdk_sweep.py"),
+                    kubeconfig,
+                    ns,
+                    image,
+                    jobs,
+                    repeats,
+                ),
+                sdk,
+            )
+        rows.append(Row(names[1], ours, [peer]))
+        return rows
+
     # ------------------------------------------------------------------- helpers
 
     def _runner_side(self, tool: str, cmd: list[str] | None, peer: Peer | None = None) -> Side:
@@ -326,6 +398,42 @@ class Bench:
         side.builds = result.get("builds")
         _remove_images(result.get("images", []))
         return side
+
+
+def _cluster_base() -> str:
+    done = subprocess.run(
+        ["bash", str(REPO / ".ci" / "setup-cluster-base.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    return done.stdout.strip().splitlines()[-1] if done.returncode == 0 else ""
+
+
+def _code_dir(tmp: Path) -> Path:
+    from workloads.codedirs import make_code_dir
+
+    return make_code_dir(tmp / "code", SWEEP_CODE_MB)
+
+
+@contextlib.contextmanager
+def _namespace(kubeconfig: str, prefix: str, no_pods: bool = False) -> Iterator[str]:
+    """A fresh namespace on the real cluster, deleted afterwards; ``no_pods``: a quota of 0 pods."""
+    ns = f"{prefix}-{int(time.time()) % 100000}"
+    kubectl = [shutil.which("kubectl") or str(REPO / ".tools" / "bin" / "kubectl")]
+    kubectl += ["--kubeconfig", kubeconfig]
+    subprocess.run([*kubectl, "create", "namespace", ns], check=True, capture_output=True)
+    if no_pods:
+        quota = (
+            f"apiVersion: v1\nkind: ResourceQuota\nmetadata: {{name: no-pods, namespace: {ns}}}\n"
+        )
+        quota += "spec: {hard: {pods: '0'}}\n"
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=quota, text=True, check=True,
+                       capture_output=True)  # fmt: skip
+    try:
+        yield ns
+    finally:
+        subprocess.run([*kubectl, "delete", "namespace", ns, "--wait=false"], capture_output=True)
 
 
 def _install_note(peer: Peer | None) -> str:

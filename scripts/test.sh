@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The test command. On a fresh machine it sets up everything first:
 #   .venv with the package and test tools; as root (or wherever Docker already answers): the
-#   Docker engine, the local base images and a loopback registry; helm and kubectl in .tools/bin.
+#   Docker engine, the local base images and a loopback registry; helm and kubectl in .tools/bin;
+#   as root, when the cluster tests are selected (no arguments, or tests/cluster among them), a
+#   real single-node Kubernetes cluster with the Kubeflow training operator (.ci/setup-k8s.sh,
+#   about a minute warm; the first build on a machine takes much longer, see README), whose admin
+#   kubeconfig the cluster tests get in NRK_CLUSTER_KUBECONFIG.
 # Then it runs pytest; extra arguments go to pytest (e.g. `bash scripts/test.sh tests/config -x`).
 # Without Docker (not root, no engine) the Docker tests skip, except under CI=true, where a
 # missing engine fails the run instead of hiding the tests.
@@ -19,4 +23,13 @@ if [ "$(id -u)" = 0 ] || docker info >/dev/null 2>&1; then
 fi
 bash .ci/setup-helm.sh
 export PATH="$PWD/.tools/bin:$PATH"
+wants_cluster=false
+[ $# -eq 0 ] && wants_cluster=true
+for arg in "$@"; do
+    case $arg in tests | tests/ | tests/cluster*) wants_cluster=true ;; esac
+done
+if $wants_cluster && [ "$(id -u)" = 0 ]; then
+    NRK_CLUSTER_KUBECONFIG=$(bash .ci/setup-k8s.sh)
+    export NRK_CLUSTER_KUBECONFIG
+fi
 exec .venv/bin/python -m pytest "$@"

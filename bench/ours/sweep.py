@@ -1,13 +1,16 @@
 """nemo_run_k8s: a 100-job sweep on the KubernetesExecutor, dry run or launched.
 
 ``dry``: ``run.sweep(...).dryrun()``, the plans of all jobs (no image, no cluster).
+``cluster``: ``launch()`` against the real API server of ``$NRK_BENCH_KUBECONFIG`` into
+``$NRK_BENCH_NAMESPACE`` (whose ResourceQuota allows no pods, so the jobs are created and
+validated, webhook included, but never run), images pushed to the registry given.
 ``launch``: ``run.sweep(...).launch()`` against a stand-in API server started
 here (it accepts PyTorchJob creations and nothing more) with images pushed to
 the registry given (e.g. a local ``docker-registry`` at 127.0.0.1:5000). The
 experiment builds one image for all its jobs; the count of image builds is
 measured by counting calls to the image builder.
 
-Usage: python sweep.py BASE_IMAGE CODE_DIR JOBS REPEATS {dry,launch} [REGISTRY]
+Usage: python sweep.py BASE_IMAGE CODE_DIR JOBS REPEATS {dry,launch,cluster} [REGISTRY]
 Prints one JSON line: {"samples": [...], "builds": per sample, "images": [...]};
 exits 3 with "NOT AVAILABLE: ..." when this checkout has no KubernetesExecutor.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -48,6 +52,10 @@ def main() -> None:
 
             options["kubeconfig"] = str(serve(Path(tmp)))
             options["image_repo"] = f"{registry}/nemo-run-k8s-bench/sweep"
+        elif mode == "cluster":
+            options["kubeconfig"] = os.environ["NRK_BENCH_KUBECONFIG"]
+            options["namespace"] = os.environ["NRK_BENCH_NAMESPACE"]
+            options["image_repo"] = f"{registry}/nemo-run-k8s-bench/sweep"
         for i in range(int(repeats) + 1):  # the first (cold: base image, push) not counted
             executor = _executor(options, code_dir)
             salt = time.time_ns() % 997 * 1e-9  # new values each repeat: new bundles
@@ -55,7 +63,7 @@ def main() -> None:
             BUILDS[0] = 0
             start = time.perf_counter()
             exp = run.sweep(run.Partial(train, lr=0.1), grid, executor=executor)
-            if mode == "launch":
+            if mode in ("launch", "cluster"):
                 exp.launch()
             else:
                 exp.dryrun()

@@ -16,3 +16,20 @@ def check_marker(marker: str) -> None:
 
     if not Path(marker).exists():
         sys.exit(f"the job did not run: {marker} was not written")
+
+
+def allreduce_sum() -> int:
+    """The cluster rows' work: a gloo all-reduce of every rank's number; rank 0 gets the sum.
+
+    Self-contained (imports inside), so the Kubeflow SDK can ship its source as it is.
+    """
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo")
+    total = torch.tensor([float(dist.get_rank())])
+    dist.all_reduce(total)
+    if dist.get_rank() == 0:
+        print(f"RESULT {int(total.item())}", flush=True)
+    dist.destroy_process_group()
+    return int(total.item())

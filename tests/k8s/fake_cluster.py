@@ -7,6 +7,7 @@ A :class:`JobProgram` is a timeline measured from the job's creation; a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import time
@@ -20,6 +21,8 @@ class JobProgram:
     ``problem``: None, ``"ImagePullBackOff"``, ``"Unschedulable"`` (pods pending
     since ``unschedulable_for`` seconds before creation), ``"OOMKilled"`` or
     ``"Error"`` (the master fails at ``finish_after`` with ``termination_message``).
+    ``past_backoff_limit``: the failure crosses ``runPolicy.backoffLimit``, and the real operator
+    (v1.9) then deletes every pod of the job, whatever ``cleanPodPolicy`` says.
     """
 
     pods_after: float = 0.0
@@ -32,12 +35,29 @@ class JobProgram:
     unschedulable_for: float = 0.0
     pod_linger: float = 0.2  # pods stay (terminating) this long after the job is deleted
     warning_events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    past_backoff_limit: bool = False
     # Per pod, by replica label ("worker1"): seconds it starts after the others.
     late: dict[str, float] = dataclasses.field(default_factory=dict)
     # Per pod: the log lines of the container that ran before a restart (restartCount 1).
     restarted: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # Events of every pod while it is pending: (type, reason, message).
     pod_events: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+
+# What the scheduler (1.34) says for a GPU request no node can meet (3 nodes here).
+UNSCHEDULABLE_MESSAGE = (
+    "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. no new claims to deallocate, "
+    "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+)
+
+
+def pull_backoff_message(image: str) -> str:
+    """What kubelet 1.34 with containerd says for a digest the registry does not have."""
+    return (
+        f'Back-off pulling image "{image}": ErrImagePull: rpc error: code = NotFound '
+        f'desc = failed to pull and unpack image "{image}": failed to resolve reference '
+        f'"{image}": {image}: not found'
+    )
 
 
 def now_iso(at: float | None = None) -> str:
@@ -79,6 +99,8 @@ class SimJob:
 
     def pods_exist(self) -> bool:
         if self.elapsed() < self.program.pods_after:
+            return False
+        if self.program.past_backoff_limit and self.phase() == "Failed":
             return False
         return self.deleted is None or time.time() < self.deleted + self.program.pod_linger
 
@@ -126,11 +148,7 @@ class SimJob:
         return shown
 
     def conditions(self) -> list[dict[str, Any]]:
-        name, ns, phase = (
-            self.obj["metadata"]["name"],
-            self.obj["metadata"]["namespace"],
-            self.phase(),
-        )
+        name, phase = self.obj["metadata"]["name"], self.phase()
         created = now_iso(self.created)
 
         def cond(ctype: str, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -149,10 +167,12 @@ class SimJob:
         running = "True" if phase == "Running" else "False"
         out.append(cond("Running", running, "PyTorchJobRunning", f"PyTorchJob {name} is running."))
         if phase == "Succeeded":
-            msg = f"PyTorchJob {ns}/{name} successfully completed."
+            msg = f"PyTorchJob {name} is successfully completed."  # the operator v1.9's words
             out.append(cond("Succeeded", "True", "PyTorchJobSucceeded", msg))
         elif phase == "Failed":
-            msg = f"PyTorchJob {ns}/{name} has failed because 1 Master replica(s) failed."
+            msg = f"PyTorchJob {name} is failed because 1 Master replica(s) failed."
+            if self.program.past_backoff_limit:
+                msg = f"Job {name} has failed because it has reached the specified backoff limit"
             out.append(cond("Failed", "True", "PyTorchJobFailed", msg))
         return out
 
@@ -180,7 +200,7 @@ class SimJob:
         state: dict[str, Any]
         conditions: list[dict[str, Any]] = []
         if p.problem == "ImagePullBackOff":
-            msg = f'Back-off pulling image "{image}"'
+            msg = pull_backoff_message(image)
             state = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
         elif p.problem == "Unschedulable":
             state = {}
@@ -189,7 +209,7 @@ class SimJob:
                     "type": "PodScheduled",
                     "status": "False",
                     "reason": "Unschedulable",
-                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                    "message": UNSCHEDULABLE_MESSAGE,
                     "lastTransitionTime": now_iso(self.created - p.unschedulable_for),
                 }
             )
@@ -231,10 +251,27 @@ class SimJob:
         if self.deleted is not None:
             pod_meta["deletionTimestamp"] = now_iso(self.deleted)
         pod_phase = phase if replica == "master" or phase != "Failed" else "Succeeded"
+        spec = copy.deepcopy(template["spec"])
+        status: dict[str, Any] = {
+            "phase": pod_phase,
+            "conditions": conditions,
+            "containerStatuses": statuses,
+        }
+        if replica == "worker":
+            # As the real operator does: workers first wait for the master's DNS name.
+            master = f"{meta['name']}-master-0"
+            spec["initContainers"] = [
+                {"name": "init-pytorch", "image": "init:test", "command": ["wait", master, "100"]}
+            ]
+            if phase != "Pending":
+                done = {"exitCode": 0, "reason": "Completed"}
+                status["initContainerStatuses"] = [
+                    {"name": "init-pytorch", "ready": True, "state": {"terminated": done}}
+                ]
         return {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": pod_meta,
-            "spec": template["spec"],
-            "status": {"phase": pod_phase, "conditions": conditions, "containerStatuses": statuses},
+            "spec": spec,
+            "status": status,
         }

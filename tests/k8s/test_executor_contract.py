@@ -167,7 +167,29 @@ def test_oom_killed_master_surfaces_reason_and_termination_message(
     status = KubernetesExecutor.status(handle)
     assert status.state == JobState.FAILED
     assert "OOMKilled with exit code 137, killed by SIGKILL (rank 0 OOM)" in status.reason
-    assert "has failed" in status.reason  # the operator's condition message too
+    # the operator's condition message too
+    assert "is failed because 1 Master replica(s) failed" in status.reason
+
+
+def test_pods_deleted_past_the_backoff_limit_leave_the_reason_in_events(
+    server: FakeApiServer, kubeconfig: Path, tmp_path: Path
+) -> None:
+    # The real operator deletes every pod of a job past its backoffLimit (cleanPodPolicy
+    # notwithstanding); its Warning events on the job are what is left to say why.
+    event = "Error pod j1-master-0 container pytorch exitCode: 137 terminated message: "
+    server.program = JobProgram(
+        running_after=0.1,
+        finish_after=0.3,
+        problem="OOMKilled",
+        past_backoff_limit=True,
+        warning_events=[("OOMKilled", event)],
+    )
+    handle = submit(kubeconfig, tmp_path)
+    wait_for(handle, lambda s: s.is_terminal)
+    status = KubernetesExecutor.status(handle)
+    assert status.state == JobState.FAILED
+    assert "reached the specified backoff limit" in status.reason
+    assert f"event OOMKilled: {event}" in status.reason
 
 
 def test_logs_reject_replicas_that_do_not_exist(

@@ -24,6 +24,7 @@ from nemo_run_k8s.records import Records
 from nemo_run_k8s.spec import JobState
 from tests.cli.factories import experiment
 from tests.k8s.fake_apiserver import FakeApiServer, JobProgram
+from tests.k8s.fake_cluster import UNSCHEDULABLE_MESSAGE, pull_backoff_message
 from tests.k8s.lifecycle import FAKE_DIGEST_IMAGE, FakeImageExecutor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,7 +155,7 @@ def test_status_shows_each_pod_and_the_latest_warnings(
         ("worker0", "Pending"),
     ]
     assert described.replicas[0].detail == (
-        f'ImagePullBackOff: Back-off pulling image "{FAKE_DIGEST_IMAGE}"'
+        f"ImagePullBackOff: {pull_backoff_message(FAKE_DIGEST_IMAGE)}"
     )
     proc = cli("status", job.id)
     assert proc.returncode == 0, proc.stderr
@@ -191,7 +192,7 @@ def test_warning_events_and_scheduler_reasons_reach_status(
     described = job.describe()
     assert described.state is JobState.PENDING
     master = described.replicas[0]
-    assert master.detail == "unschedulable: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+    assert master.detail == f"unschedulable: {UNSCHEDULABLE_MESSAGE}"
     assert described.warnings[-1].endswith(
         "-master-0: FailedScheduling: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
     )

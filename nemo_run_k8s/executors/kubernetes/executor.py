@@ -194,7 +194,10 @@ class KubernetesExecutor(KubernetesOptions, Executor):
         for pod in pods:
             pod_fatal, pod_reasons = kc.pod_reasons(pod, handle.get("unschedulable_timeout"))
             fatal, reasons = fatal or pod_fatal, reasons + pod_reasons
-        if state == JobState.PENDING and not pods:
+        if not pods and state in (JobState.PENDING, JobState.FAILED):
+            # No pod to ask: not created yet, or deleted by the operator once the job passed its
+            # backoffLimit. The operator's events on the job still say why (OOMKilled, exit code,
+            # the container's termination message).
             reasons += kc.warning_events(conn, handle)
         if fatal and state == JobState.PENDING:
             state = JobState.FAILED

@@ -188,10 +188,12 @@ def build_pytorchjob(
     replicas = {"Master": replica(1)}
     if opts.num_nodes > 1:
         replicas["Worker"] = replica(opts.num_nodes - 1)
-    run_policy: dict[str, Any] = {
-        "cleanPodPolicy": opts.clean_pod_policy,
-        "backoffLimit": opts.backoff_limit,
-    }
+    run_policy: dict[str, Any] = {"cleanPodPolicy": opts.clean_pod_policy}
+    # The operator (v1.9) deletes every pod of a job past its backoffLimit, whatever
+    # cleanPodPolicy says, and with them the logs, the outcome and the termination reason. With
+    # restartPolicy Never there are no restarts to count: the limit would only delete the evidence.
+    if opts.restart_policy != "Never":
+        run_policy["backoffLimit"] = opts.backoff_limit
     if opts.ttl_seconds_after_finished is not None:
         run_policy["ttlSecondsAfterFinished"] = opts.ttl_seconds_after_finished
     if opts.active_deadline_seconds is not None:

@@ -226,7 +226,8 @@ class KubernetesOptions:
       service_account, priority_class: pod service account and PriorityClass.
       labels, annotations: extra metadata on the PyTorchJob and its pod templates.
       restart_policy: per replica: ``OnFailure``, ``Never``, ``Always`` or ``ExitCode``.
-      backoff_limit: restarts before the job is marked Failed.
+      backoff_limit: restarts before the job is marked Failed (not sent with
+        ``restart_policy="Never"``: the operator would delete the failed pods at once).
       active_deadline_seconds: wall-clock limit of the whole job.
       ttl_seconds_after_finished: when the finished job (and its logs) is deleted.
       clean_pod_policy: which pods to delete when the job finishes. The default
