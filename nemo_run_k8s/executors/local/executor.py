@@ -17,6 +17,7 @@ or with ``fork=False``, they are new interpreters
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -184,7 +185,10 @@ class LocalExecutor(HostExecutor):
         """
         if cls.state(handle).is_terminal:
             return
-        JobPaths(Path(handle["job_dir"])).cancel_requested.touch()
+        # A supervisor that has just recorded the end may still be exiting while the job's
+        # directory is removed: the processes are still stopped, the request has no place.
+        with contextlib.suppress(FileNotFoundError):
+            JobPaths(Path(handle["job_dir"])).cancel_requested.touch()
         signal_all(_job_processes(handle), signal.SIGTERM)
         deadline = time.monotonic() + grace_seconds
         while (left := _job_processes(handle)) and time.monotonic() < deadline:
