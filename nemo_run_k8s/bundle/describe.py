@@ -5,11 +5,11 @@ Pickling such a task takes a fraction of a second; walking it value by value
 (for the by-value scan, the flattened config, the YAML) took minutes and wrote
 a manifest hundreds of MB long. So here:
 
-- :func:`iter_values` walks the tree with its own stack (a deep tree never ends
-  in ``RecursionError``; a tree that contains itself is a ConfigError naming
-  the path) and never enters a *plain* container, a list, tuple or dict of
-  numbers, strings, bytes and None only, found out in C (the set of its item
-  types) rather than item by item.
+- :func:`iter_values` is the config room's walk (``config.traversal``: its own
+  stack, so a deep tree never ends in ``RecursionError``, and a tree that
+  contains itself is a ConfigError naming the path) that never enters a
+  *plain* container, a list, tuple or dict of numbers, strings, bytes and None
+  only, found out in C (the set of its item types) rather than item by item.
 - :func:`flattened` gives the ``path = value`` lines of the manifest, the dry
   run and ``show``, as config printing does, except that a long value is
   summarised by type, size and content hash
@@ -33,9 +33,9 @@ from typing import Any
 
 import fiddle as fdl
 
-from nemo_run_k8s.errors import ConfigError
+from nemo_run_k8s.config import traversal
+from nemo_run_k8s.config.traversal import ROOT
 
-ROOT = "<root>"
 #: Items of a plain container listed one per line; a longer one is summarised.
 ITEMS_SHOWN = 32
 #: A value whose text is longer than this is summarised.
@@ -85,53 +85,17 @@ def is_plain(value: Any) -> bool:
     return isinstance(value, (list, tuple, dict)) and item_types(value) <= _SCALARS
 
 
-def _children(value: Any) -> list[tuple[str, Any]] | None:
-    if isinstance(value, fdl.Buildable):
-        return [
-            (f".{name}" if isinstance(name, str) else f"[{name}]", child)
-            for name, child in value.__arguments__.items()
-        ]
-    if isinstance(value, (list, tuple)):
-        return [(f"[{i}]", child) for i, child in enumerate(value)]
-    if isinstance(value, dict):
-        return [(f"[{key!r}]", child) for key, child in value.items()]
-    return None
-
-
 def walk(value: Any, plain_shown: int = 0) -> Iterator[tuple[str, Any, str | None, int]]:
-    """Yields ``(path, value, first_path, depth)``, parents first.
+    """The config walk (``config.traversal.walk``), with plain containers as leaves.
 
-    ``first_path`` is None where a value is met first, else the path where a
-    shared config node was yielded (its children are not visited again). A
-    plain container with more than ``plain_shown`` items is yielded as a leaf.
+    A plain container with more than ``plain_shown`` items is yielded but not
+    entered: its item types are found in C, not item by item.
     """
-    first_path: dict[int, str] = {}
-    enclosing: dict[int, str] = {}
-    leave = object()
-    stack: list[tuple[Any, str, Any, int]] = [(value, ROOT, None, 0)]
-    while stack:
-        v, p, marker, depth = stack.pop()
-        if marker is leave:
-            del enclosing[id(v)]
-            continue
-        if id(v) in enclosing:
-            raise ConfigError(
-                f"{p}: the config contains itself (this value is {enclosing[id(v)]}, which "
-                "encloses it). A config is a tree: give this place its own value, e.g. a copy."
-            )
-        if isinstance(v, fdl.Buildable):
-            if id(v) in first_path:
-                yield p, v, first_path[id(v)], depth
-                continue
-            first_path[id(v)] = p
-        yield p, v, None, depth
-        if isinstance(v, (list, tuple, dict)) and len(v) > plain_shown and is_plain(v):
-            continue
-        kids = _children(v)
-        if kids:
-            enclosing[id(v)] = p
-            stack.append((v, p, leave, depth))
-            stack.extend((child, p + code, None, depth + 1) for code, child in reversed(kids))
+
+    def leaf(v: Any) -> bool:
+        return isinstance(v, (list, tuple, dict)) and len(v) > plain_shown and is_plain(v)
+
+    return traversal.walk(value, leaf=leaf)
 
 
 def iter_values(task: Any) -> Iterator[tuple[str, Any]]:

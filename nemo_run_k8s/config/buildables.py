@@ -39,8 +39,8 @@ from nemo_run_k8s.errors import ConfigError
 T = TypeVar("T", bound="fdl.Buildable")
 _T = TypeVar("_T")
 
-# Other rooms import these from here (bundle/ takes target_name; it walks tasks itself, see
-# bundle/describe.py: a task may hold millions of plain values).
+# Other rooms import these from here (bundle/ takes target_name; it walks tasks with
+# config.traversal.walk, leaving plain containers whole: a task may hold millions of values).
 __all__ = [
     "ROOT",
     "Config",

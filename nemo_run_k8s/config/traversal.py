@@ -35,7 +35,12 @@ Children = list[tuple[daglish.PathElement, Any]]
 
 def children(value: Any) -> Children | None:
     """The value's children, or None when daglish does not traverse its type (a leaf)."""
-    traverser = daglish.find_node_traverser(type(value))
+    kind = type(value)
+    if kind is list or kind is tuple:  # daglish's own elements, without its registry look-up
+        return [(daglish.Index(i), child) for i, child in enumerate(value)]
+    if kind is dict:
+        return [(daglish.Key(key), child) for key, child in value.items()]
+    traverser = daglish.find_node_traverser(kind)
     if traverser is None:
         return None
     values, _ = traverser.flatten(value)
@@ -49,7 +54,7 @@ def iter_values(value: Any, path: str = ROOT) -> Iterator[tuple[str, Any]]:
     tuples, dicts and other daglish-traversable containers. A config node
     reached twice (shared) is yielded once, at the first path that reaches it.
     """
-    for p, v, first in _visit(value, path):
+    for p, v, first, _ in walk(value, path):
         if first is None:
             yield p, v
 
@@ -68,16 +73,26 @@ def iter_occurrences(value: Any, path: str = ROOT) -> Iterator[tuple[str, Any, s
     is met for the first time, else the path where the shared node was
     yielded (its children are not visited again).
     """
-    return _visit(value, path)
+    for p, v, first, _ in walk(value, path):
+        yield p, v, first
 
 
-def _visit(value: Any, path: str) -> Iterator[tuple[str, Any, str | None]]:
+def walk(
+    value: Any, path: str = ROOT, *, leaf: Callable[[Any], bool] | None = None
+) -> Iterator[tuple[str, Any, str | None, int]]:
+    """The walk under every other: ``(path, value, first_path, depth)``, parents first.
+
+    ``first_path`` is as in :func:`iter_occurrences`; ``depth`` counts the
+    levels below ``value``. A value for which ``leaf(value)`` is true is
+    yielded but not entered (the bundle does not walk a list of a million
+    numbers item by item).
+    """
     first_path: dict[int, str] = {}  # config nodes already yielded
     enclosing: dict[int, str] = {}  # containers around the current value -> their paths
     leave = object()
-    stack: list[tuple[Any, str, object | None]] = [(value, path, None)]
+    stack: list[tuple[Any, str, object | None, int]] = [(value, path, None, 0)]
     while stack:
-        v, p, marker = stack.pop()
+        v, p, marker, depth = stack.pop()
         if marker is leave:
             del enclosing[id(v)]
             continue
@@ -85,15 +100,19 @@ def _visit(value: Any, path: str) -> Iterator[tuple[str, Any, str | None]]:
             raise _cycle(p, enclosing[id(v)])
         if isinstance(v, fdl.Buildable):
             if id(v) in first_path:
-                yield p, v, first_path[id(v)]
+                yield p, v, first_path[id(v)], depth
                 continue
             first_path[id(v)] = p
-        yield p, v, None
+        yield p, v, None, depth
+        if leaf is not None and leaf(v):
+            continue
         kids = children(v)
         if kids:
             enclosing[id(v)] = p
-            stack.append((v, p, leave))
-            stack.extend((child, p + element.code, None) for element, child in reversed(kids))
+            stack.append((v, p, leave, depth))
+            stack.extend(
+                (child, p + element.code, None, depth + 1) for element, child in reversed(kids)
+            )
 
 
 def fold(
