@@ -1,9 +1,14 @@
-"""Fixtures shared by every test: each test gets its own NEMO_RUN_K8S_HOME."""
+"""Fixtures shared by every test: each test gets its own NEMO_RUN_K8S_HOME.
+
+Suites that build images or talk to a cluster (tests/docker, tests/cluster) override ``home``
+with ``session_home``: one home for the whole session, so its build caches are reused.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +22,26 @@ def home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPat
     path = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def job_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One NEMO_RUN_K8S_HOME (records, bundles, build caches) for the whole session."""
+    path = tmp_path_factory.mktemp("nemo-run-k8s-home")
+    old = os.environ.get("NEMO_RUN_K8S_HOME")
+    os.environ["NEMO_RUN_K8S_HOME"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("NEMO_RUN_K8S_HOME", None)
+    else:
+        os.environ["NEMO_RUN_K8S_HOME"] = old
+
+
+@pytest.fixture
+def session_home(job_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The session's home for this test too (what ``home`` is in the suites that share one)."""
+    monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(job_home))
+    return job_home
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -243,23 +243,10 @@ def image_repo() -> str:
     return os.environ.get("NRK_CLUSTER_IMAGE_REPO", DEFAULT_IMAGE_REPO)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def job_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One NEMO_RUN_K8S_HOME (records, build caches) for the whole session."""
-    home = tmp_path_factory.mktemp("nemo-run-k8s-home")
-    old = os.environ.get("NEMO_RUN_K8S_HOME")
-    os.environ["NEMO_RUN_K8S_HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("NEMO_RUN_K8S_HOME", None)
-    else:
-        os.environ["NEMO_RUN_K8S_HOME"] = old
-
-
 @pytest.fixture(autouse=True)
-def home(job_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(job_home))
-    return job_home
+def home(session_home: Path) -> Path:
+    """Cluster tests share the session's home (its build caches) instead of one per test."""
+    return session_home
 
 
 @pytest.fixture

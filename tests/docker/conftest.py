@@ -38,24 +38,10 @@ def docker_client() -> Iterator[Any]:
     client.close()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def job_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A fresh NEMO_RUN_K8S_HOME (job records, bundles, build caches) for the session."""
-    home = tmp_path_factory.mktemp("nemo-run-k8s-home")
-    old = os.environ.get("NEMO_RUN_K8S_HOME")
-    os.environ["NEMO_RUN_K8S_HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("NEMO_RUN_K8S_HOME", None)
-    else:
-        os.environ["NEMO_RUN_K8S_HOME"] = old
-
-
 @pytest.fixture(autouse=True)
-def home(job_home: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def home(session_home: Any) -> Any:
     """Docker tests share the session's home (its build caches) instead of one per test."""
-    monkeypatch.setenv("NEMO_RUN_K8S_HOME", str(job_home))
-    return job_home
+    return session_home
 
 
 @pytest.fixture(scope="session")
