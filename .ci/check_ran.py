@@ -19,9 +19,14 @@ MAY_SKIP: tuple[str, ...] = ()  # nothing that needs a real part may skip
 
 
 def main(path: str) -> int:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        print(f"error: no test results in {path} ({e}): pytest did not run, see above", file=sys.stderr)
+        return 1
     counts = {key: [0, 0] for key in REQUIRED}  # [ran, skipped]
     xfailed: list[str] = []
-    for case in ET.parse(path).getroot().iter("testcase"):
+    for case in root.iter("testcase"):
         where = case.get("classname", "").replace(".", "/")
         if where.startswith(MAY_SKIP):
             continue

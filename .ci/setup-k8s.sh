@@ -443,9 +443,29 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available:
 podPidsLimit: 4096
 maxPods: 110
 EOF
-start kubelet "$K8S_BIN/kubelet" --config="$STATE/kubelet.yaml" \
-    --kubeconfig="$STATE/kubelet.conf" --root-dir="$STATE/kubelet" \
-    --hostname-override="$NODE_NAME" --node-ip="$NODE_IP"
+start_kubelet() {
+    start kubelet "$K8S_BIN/kubelet" --config="$STATE/kubelet.yaml" \
+        --kubeconfig="$STATE/kubelet.conf" --root-dir="$STATE/kubelet" \
+        --hostname-override="$NODE_NAME" --node-ip="$NODE_IP"
+}
+# containerd answers `ctr version` before its CRI service has recovered the pods an earlier run
+# left in its database (seconds, after a machine stop); a kubelet started in that window exits
+# with "server is not initialized yet". Start it again, within WAIT_S, until it serves.
+start_kubelet
+deadline=$((SECONDS + WAIT_S))
+until curl -sf --max-time 2 http://127.0.0.1:10248/healthz >/dev/null 2>&1; do
+    if ! running kubelet; then
+        if ((SECONDS >= deadline)) || ! tail -n 5 "$LOGS/kubelet.log" | grep -q "not initialized yet"; then
+            tail -n 40 "$LOGS/kubelet.log" >&2 || true
+            die "kubelet exited before it served (log: $LOGS/kubelet.log)"
+        fi
+        start_kubelet
+    elif ((SECONDS >= deadline)); then
+        tail -n 40 "$LOGS/kubelet.log" >&2 || true
+        die "kubelet did not serve within ${WAIT_S}s (log: $LOGS/kubelet.log)"
+    fi
+    sleep 0.5
+done
 
 # --- CoreDNS ---------------------------------------------------------------------------------
 
