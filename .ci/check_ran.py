@@ -22,7 +22,7 @@ def main(path: str) -> int:
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as e:
-        print(f"error: no test results in {path} ({e}): pytest did not run, see above", file=sys.stderr)
+        print(f"error: no test results in {path} ({e}); pytest did not run", file=sys.stderr)
         return 1
     counts = {key: [0, 0] for key in REQUIRED}  # [ran, skipped]
     xfailed: list[str] = []
