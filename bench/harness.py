@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import venv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,15 +170,32 @@ def _tail(text: str) -> str:
 
 
 def sample_whole_process(
-    tool: str, cmd: Sequence[str] | None, env: dict[str, str], n: int, note: str = ""
+    tool: str,
+    cmd: Sequence[str] | None,
+    env: dict[str, str],
+    n: int,
+    note: str = "",
+    settle: Callable[[], object] | None = None,
 ) -> Side:
-    """``n`` timed runs of a whole process after one untimed warm-up run."""
+    """``n`` timed runs of a whole process after one untimed warm-up run.
+
+    ``settle``, if given, runs untimed after each run: it waits for what the
+    tool still does in the background (so no sample pays for its predecessor's
+    clean-up) or cleans up what the tool leaves behind.
+    """
     side = Side(tool, note=note)
     if cmd is None:
         return side
+
+    def one() -> float:
+        elapsed = time_process(cmd, env)
+        if settle is not None:
+            settle()
+        return elapsed
+
     try:
-        time_process(cmd, env)  # warm-up: page cache, .pyc files
-        side.samples = [time_process(cmd, env) for _ in range(n)]
+        one()  # warm-up: page cache, .pyc files
+        side.samples = [one() for _ in range(n)]
     except (RunnerError, subprocess.TimeoutExpired) as err:
         side.samples, side.note = [], failure_note(err)
     return side

@@ -25,7 +25,10 @@ Rows:
           local_docker with 2 replicas. Baseline rows: Docker alone doing the same
           shape (network, two containers of `true`, start, wait, remove; no code of
           ours), and a Python process importing fiddle: a whole-process submission of
-          a fiddle config pays at least both.
+          a fiddle config pays at least both. Between samples, untimed, the next waits
+          until our supervisor has removed the previous job's network (it does so after
+          the result; the note gives how long after), and TorchX's exited containers
+          (it leaves them) are removed.
   cluster on the real cluster NRK_CLUSTER_KUBECONFIG names (bash .ci/setup-k8s.sh prints one):
           a 2-node x 2-process PyTorchJob (gloo all-reduce), submit to result, vs the Kubeflow
           training SDK 1.9.4's TrainingClient.create_job with the same image and work; and a
@@ -50,6 +53,7 @@ import contextlib
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -245,20 +249,31 @@ class Bench:
 
     def row_docker(self) -> list[Row]:
         torchx = self.peer("torchx")
+        # Between samples, untimed: our supervisor removes the job's network after the result
+        # (the row does not wait for it, nor should the next sample); TorchX leaves its exited
+        # containers, which are removed so that both start each sample from the same engine.
+        cleanups: list[float] = []
         ours = sample_whole_process(
             "nemo_run_k8s",
             [sys.executable, str(BENCH / "ours" / "docker_job.py"), self.base],
             self.env(),
             self.n,
+            settle=lambda: cleanups.append(_wait_for_no_networks(JOB_NETWORK_LABEL)),
         )
+        if ours.samples:
+            ours.note = (
+                f"n={len(ours.samples)}; the job's network was gone "
+                f"{statistics.median(cleanups[1:]) * 1e3:.0f} ms (median) after the process "
+                "ended, untimed"
+            )
         peer = sample_whole_process(
             "TorchX 0.7.0 local_docker",
             python_cmd(torchx.python, str(BENCH / "peers" / "torchx_local_docker.py"), self.base),
             self.env(torchx),
             self.n,
             note=_install_note(torchx),
+            settle=lambda: _remove_containers("torchx.pytorch.org/version"),
         )
-        _remove_containers("torchx.pytorch.org/version")
         docker_alone = self._runner_side(
             "Docker alone (in-process)",
             [sys.executable, str(BENCH / "ours" / "docker_floor.py"), self.base, str(self.n)],
@@ -444,6 +459,24 @@ def _remove_images(refs: list[str]) -> None:
     """Removes the images a runner built (never others'); images in use stay."""
     if refs:
         subprocess.run(["docker", "rmi", *refs], capture_output=True, timeout=300)
+
+
+JOB_NETWORK_LABEL = "nemo-run-k8s.io/job-id"  # on every network a DockerExecutor job creates
+
+
+def _wait_for_no_networks(label: str, timeout: float = 60) -> float:
+    """Waits until no Docker network carries ``label``; returns the seconds it took."""
+    start = time.perf_counter()
+    while subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip():
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"networks labelled {label} were not removed in {timeout:.0f} s")
+        time.sleep(0.01)
+    return time.perf_counter() - start
 
 
 def _remove_containers(label: str) -> None:
