@@ -6,10 +6,13 @@ steps; everything here is plain file work (no Docker).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
+import posixpath
+import re
 import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -22,23 +25,111 @@ if TYPE_CHECKING:
 
 
 def code_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """Files of a code directory that a build would send, honouring .dockerignore."""
-    from docker.utils.build import exclude_paths
+    """Files of a code directory that go into the image (sorted), honouring its .dockerignore.
 
+    Regular files only: symlinks are left out. As with ``docker build``, a
+    directory the .dockerignore excludes is not entered unless a ``!`` rule
+    starts with its path (``!data/keep.bin`` reaches into ``data``; ``!**/*.py``
+    does not).
+    """
     if not root.is_dir():
         raise ImageBuildError(f"code_dir {root} is not a directory")
-    patterns: list[str] = []
     ignore = root / ".dockerignore"
-    if ignore.exists():
-        patterns = [
-            line.strip()
-            for line in ignore.read_text().splitlines()
-            if line.strip() and not line.startswith("#")
-        ]
-    for rel in sorted(exclude_paths(str(root), patterns)):
-        path = root / rel
-        if path.is_file() and not path.is_symlink():
-            yield rel, path
+    rules = parse_dockerignore(ignore.read_text()) if ignore.is_file() else []
+    found = []
+    for top, dirs, files in os.walk(root):
+        rel_top = os.path.relpath(top, root)
+        prefix = "" if rel_top == "." else rel_top.replace(os.sep, "/") + "/"
+        if rules:
+            dirs[:] = [d for d in dirs if _enters(rules, prefix + d)]
+        for name in files:
+            rel = prefix + name
+            path = Path(top, name)
+            if not is_ignored(rules, rel) and path.is_file() and not path.is_symlink():
+                found.append((rel, path))
+    yield from sorted(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class IgnoreRule:
+    """One line of a .dockerignore: a pattern, and whether it takes files back (``!``)."""
+
+    pattern: str
+    regex: re.Pattern[str]
+    keep: bool
+
+
+def parse_dockerignore(text: str) -> list[IgnoreRule]:
+    """The rules of a .dockerignore file, with Docker's meaning.
+
+    Lines starting with ``#`` are comments; surrounding spaces go; a leading
+    ``!`` takes matching files back in; patterns are cleaned like paths (a
+    leading ``/`` or ``./`` and a trailing ``/`` mean nothing). ``*`` and ``?``
+    never match ``/``; ``**`` matches any number of directories, zero included.
+    """
+    rules = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keep = line.startswith("!")
+        pattern = posixpath.normpath(line[1:].strip() if keep else line).lstrip("/")
+        if not pattern or pattern == ".":
+            continue
+        rules.append(IgnoreRule(pattern, re.compile(_pattern_regex(pattern)), keep))
+    return rules
+
+
+def is_ignored(rules: Sequence[IgnoreRule], rel: str) -> bool:
+    """Whether ``rel`` (a ``/``-separated path in the code directory) is left out.
+
+    A rule matches a path or any directory above it; the last matching rule decides.
+    """
+    parts = rel.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for rule in rules:
+        if rule.keep == ignored and any(rule.regex.fullmatch(c) for c in candidates):
+            ignored = not rule.keep
+    return ignored
+
+
+def _enters(rules: Sequence[IgnoreRule], rel_dir: str) -> bool:
+    if not is_ignored(rules, rel_dir):
+        return True
+    return any(rule.keep and (rule.pattern + "/").startswith(rel_dir + "/") for rule in rules)
+
+
+def _pattern_regex(pattern: str) -> str:
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if pattern.startswith("**", i):
+            i += 2
+            if pattern.startswith("/", i):
+                i += 1
+            out.append(".*" if i == len(pattern) else "(?:.*/)?")
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(ch))
+            else:
+                body = pattern[i + 1 : end]
+                body = "^" + body[1:] if body.startswith(("!", "^")) else body
+                out.append("[" + body + "]")
+                i = end
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out)
 
 
 class FileHashCache:
