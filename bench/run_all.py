@@ -24,11 +24,12 @@ Rows:
   docker  a trivial 2-node Docker job, submit to finish, whole process, vs TorchX
           local_docker with 2 replicas. Baseline rows: Docker alone doing the same
           shape (network, two containers of `true`, start, wait, remove; no code of
-          ours), and a Python process importing fiddle: a whole-process submission of
-          a fiddle config pays at least both. Between samples, untimed, the next waits
-          until our supervisor has removed the previous job's network (it does so after
-          the result; the note gives how long after), and TorchX's exited containers
-          (it leaves them) are removed.
+          ours), and a Python process importing fiddle and exiting (its import-time
+          objects frozen, as nemo_run_k8s does, so exit does not walk them): a
+          whole-process submission of a fiddle config pays at least both. Between
+          samples, untimed, the next waits until our supervisor has removed the previous
+          job's network (it does so after the result; the note gives how long after), and
+          TorchX's exited containers (it leaves them) are removed.
   cluster on the real cluster NRK_CLUSTER_KUBECONFIG names (bash .ci/setup-k8s.sh prints one):
           a 2-node x 2-process PyTorchJob (gloo all-reduce), submit to result, vs the Kubeflow
           training SDK 1.9.4's TrainingClient.create_job with the same image and work; and a
@@ -158,12 +159,15 @@ class Bench:
     def row_import(self) -> list[Row]:
         nemo = self.peer("nemo_run")
         rows = []
-        for label, ours_code, peer_code in (
-            ("import", "import nemo_run_k8s", "import nemo_run"),
+        # With the first run.Config, nemo_run_k8s freezes fiddle's import-time objects (exit
+        # does not walk them); the floor of that row does the same.
+        for label, ours_code, peer_code, floor_code in (
+            ("import", "import nemo_run_k8s", "import nemo_run", "import fiddle, cloudpickle"),
             (
                 "import + first run.Config",
                 "import nemo_run_k8s as run; run.Config",
                 "import nemo_run as run; run.Config",
+                "import fiddle, cloudpickle, gc; gc.freeze()",
             ),
         ):
             ours = sample_whole_process(
@@ -177,8 +181,8 @@ class Bench:
                 note=_install_note(nemo),
             )
             floor = sample_whole_process(
-                "fiddle+cloudpickle (floor)",
-                [sys.executable, "-c", "import fiddle, cloudpickle"],
+                f"fiddle+cloudpickle (floor: {floor_code})",
+                [sys.executable, "-c", floor_code],
                 self.env(),
                 self.n,
             )
@@ -279,8 +283,8 @@ class Bench:
             [sys.executable, str(BENCH / "ours" / "docker_floor.py"), self.base, str(self.n)],
         )
         python_fiddle = sample_whole_process(
-            "python -c 'import fiddle, cloudpickle'",
-            [sys.executable, "-c", "import fiddle, cloudpickle"],
+            "python -c 'import fiddle, cloudpickle, gc; gc.freeze()'",
+            [sys.executable, "-c", "import fiddle, cloudpickle, gc; gc.freeze()"],
             self.env(),
             self.n,
         )
@@ -292,7 +296,7 @@ class Bench:
                 [],
             ),
             Row(
-                "floor: a Python process that imports fiddle (the config's library)",
+                "floor: a Python process that imports fiddle (the config's library) and exits",
                 python_fiddle,
                 [],
             ),

@@ -48,3 +48,16 @@ def test_every_public_name_resolves():
         "print([n for n in run.__all__ if getattr(run, n, None) is None])\n"
     )
     assert out.strip() == "[]"
+
+
+def test_objects_of_fiddles_import_are_frozen_with_the_first_config():
+    # They live as long as the process; frozen, neither later collections nor exit walk them.
+    out = run_fresh(
+        "import gc\n"
+        "import nemo_run_k8s as run\n"
+        "before = gc.get_freeze_count()\n"
+        "run.Config(dict)\n"
+        "print(before, gc.get_freeze_count())\n"
+    )
+    before, after = map(int, out.split())
+    assert before == 0 and after > 10_000
