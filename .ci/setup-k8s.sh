@@ -67,19 +67,19 @@ start() {
     echo $! >"$(pidfile "$name")"
 }
 
+# die_with_log NAME MESSAGE: the tail of NAME's log, then MESSAGE naming the log.
+die_with_log() {
+    tail -n 40 "$LOGS/$1.log" >&2 || true
+    die "$2 (log: $LOGS/$1.log)"
+}
+
 # wait_for NAME WHAT COMMAND...: retry COMMAND until it succeeds; fail with NAME's log tail.
 wait_for() {
     local name=$1 what=$2 deadline=$((SECONDS + WAIT_S))
     shift 2
     until "$@" >/dev/null 2>&1; do
-        if ! running "$name"; then
-            tail -n 40 "$LOGS/$name.log" >&2 || true
-            die "$name exited before $what (log: $LOGS/$name.log)"
-        fi
-        if ((SECONDS >= deadline)); then
-            tail -n 40 "$LOGS/$name.log" >&2 || true
-            die "$what: not within ${WAIT_S}s (log: $LOGS/$name.log)"
-        fi
+        running "$name" || die_with_log "$name" "$name exited before $what"
+        ((SECONDS < deadline)) || die_with_log "$name" "$what: not within ${WAIT_S}s"
         sleep 0.5
     done
 }
@@ -454,15 +454,11 @@ start_kubelet() {
 start_kubelet
 deadline=$((SECONDS + WAIT_S))
 until curl -sf --max-time 2 http://127.0.0.1:10248/healthz >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die_with_log kubelet "kubelet did not serve within ${WAIT_S}s"
     if ! running kubelet; then
-        if ((SECONDS >= deadline)) || ! tail -n 5 "$LOGS/kubelet.log" | grep -q "not initialized yet"; then
-            tail -n 40 "$LOGS/kubelet.log" >&2 || true
-            die "kubelet exited before it served (log: $LOGS/kubelet.log)"
-        fi
+        tail -n 5 "$LOGS/kubelet.log" | grep -q "not initialized yet" ||
+            die_with_log kubelet "kubelet exited before it served"
         start_kubelet
-    elif ((SECONDS >= deadline)); then
-        tail -n 40 "$LOGS/kubelet.log" >&2 || true
-        die "kubelet did not serve within ${WAIT_S}s (log: $LOGS/kubelet.log)"
     fi
     sleep 0.5
 done

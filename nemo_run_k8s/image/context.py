@@ -65,7 +65,8 @@ def parse_dockerignore(text: str) -> list[IgnoreRule]:
     Lines starting with ``#`` are comments; surrounding spaces go; a leading
     ``!`` takes matching files back in; patterns are cleaned like paths (a
     leading ``/`` or ``./`` and a trailing ``/`` mean nothing). ``*`` and ``?``
-    never match ``/``; ``**`` matches any number of directories, zero included.
+    never match ``/``; ``**`` matches any number of directories, zero included;
+    a ``[...]`` class is negated by a leading ``^`` or ``!``.
     """
     rules = []
     for raw in text.splitlines():
