@@ -252,6 +252,8 @@ class Bench:
         return Row(name, ours, [peer])
 
     def row_docker(self) -> list[Row]:
+        from nemo_run_k8s.labels import JOB_ID_LABEL  # on every network a Docker job creates
+
         torchx = self.peer("torchx")
         # Between samples, untimed: our supervisor removes the job's network after the result
         # (the row does not wait for it, nor should the next sample); TorchX leaves its exited
@@ -262,7 +264,7 @@ class Bench:
             [sys.executable, str(BENCH / "ours" / "docker_job.py"), self.base],
             self.env(),
             self.n,
-            settle=lambda: cleanups.append(_wait_for_no_networks(JOB_NETWORK_LABEL)),
+            settle=lambda: cleanups.append(_wait_for_no_networks(JOB_ID_LABEL)),
         )
         if ours.samples:
             ours.note = (
@@ -463,9 +465,6 @@ def _remove_images(refs: list[str]) -> None:
     """Removes the images a runner built (never others'); images in use stay."""
     if refs:
         subprocess.run(["docker", "rmi", *refs], capture_output=True, timeout=300)
-
-
-JOB_NETWORK_LABEL = "nemo-run-k8s.io/job-id"  # on every network a DockerExecutor job creates
 
 
 def _wait_for_no_networks(label: str, timeout: float = 60) -> float:

@@ -86,6 +86,8 @@ def is_ignored(rules: Sequence[IgnoreRule], rel: str) -> bool:
 
     A rule matches a path or any directory above it; the last matching rule decides.
     """
+    if not rules:
+        return False
     parts = rel.split("/")
     candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     ignored = False
