@@ -35,7 +35,7 @@ def code_files(root: Path) -> Iterator[tuple[str, Path]]:
     if not root.is_dir():
         raise ImageBuildError(f"code_dir {root} is not a directory")
     ignore = root / ".dockerignore"
-    rules = parse_dockerignore(ignore.read_text()) if ignore.is_file() else []
+    rules = parse_dockerignore(ignore.read_text(), str(ignore)) if ignore.is_file() else []
     found = []
     for top, dirs, files in os.walk(root):
         rel_top = os.path.relpath(top, root)
@@ -59,7 +59,7 @@ class IgnoreRule:
     keep: bool
 
 
-def parse_dockerignore(text: str) -> list[IgnoreRule]:
+def parse_dockerignore(text: str, source: str = ".dockerignore") -> list[IgnoreRule]:
     """The rules of a .dockerignore file, with Docker's meaning.
 
     Lines starting with ``#`` are comments; surrounding spaces go; a leading
@@ -69,7 +69,7 @@ def parse_dockerignore(text: str) -> list[IgnoreRule]:
     a ``[...]`` class is negated by a leading ``^`` or ``!``.
     """
     rules = []
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -77,7 +77,14 @@ def parse_dockerignore(text: str) -> list[IgnoreRule]:
         pattern = posixpath.normpath(line[1:].strip() if keep else line).lstrip("/")
         if not pattern or pattern == ".":
             continue
-        rules.append(IgnoreRule(pattern, re.compile(_pattern_regex(pattern)), keep))
+        try:
+            regex = re.compile(_pattern_regex(pattern))
+        except re.error as err:
+            raise ImageBuildError(
+                f"{source} line {number}: {line!r} is not a valid pattern ({err.msg}); "
+                "fix or remove that line"
+            ) from None
+        rules.append(IgnoreRule(pattern, regex, keep))
     return rules
 
 

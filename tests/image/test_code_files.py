@@ -109,6 +109,12 @@ def test_a_code_dir_that_is_not_a_directory_is_a_clear_error(tmp_path: Path) -> 
         list(code_files(tmp_path / "missing"))
 
 
+def test_a_malformed_pattern_is_one_clear_error_naming_its_line(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, "data\n[z-a]*\n")
+    with pytest.raises(ImageBuildError, match=r"\.dockerignore line 2: '\[z-a\]\*' is not a valid"):
+        list(code_files(root))
+
+
 def test_listing_a_code_dir_does_not_import_the_docker_sdk(tmp_path: Path) -> None:
     import subprocess
     import sys
