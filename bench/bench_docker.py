@@ -1,19 +1,19 @@
 """How long a trivial 2-node DockerExecutor job takes end to end, and where the time goes.
 
-    PYTHONPATH=. python bench/bench_docker.py [-n 10] [--base-image IMAGE]
+    PYTHONPATH=. python bench/bench_docker.py [-n 10] [--base-image IMAGE] [--network host|job]
 
 One untimed run first builds (or finds) the job image; then each sample, in
 this one process, calls ``run.submit(run.Partial(add, a=1),
-run.DockerExecutor(num_nodes=2))`` and waits for ``job.result()``: bundle,
-image lookup, network, two containers, the task on both nodes, and the
-supervisor removing the containers (a final state means no container is
-left). The supervisor removes the job's empty network after that (Docker takes
-~0.15 s for it); the next row says when that was done, and the next sample
-starts only then, so none pays for its predecessor's clean-up. The image is
-present, as the target assumes. A further row times the same from a fresh
-``python -c`` process (adds interpreter start and imports). The floors do
-what Docker must for the same shape (network, two containers, start, wait,
-remove both, remove the network), without our code.
+run.DockerExecutor(num_nodes=2, network=...))`` and waits for ``job.result()``:
+bundle, image lookup, (with ``--network job``) the job's network, two
+containers, the task on both nodes, and the supervisor removing the containers
+(a final state means no container is left). A job network is removed after
+that (Docker takes ~0.15 s for it); the next row says when that was done, and
+the next sample starts only then, so none pays for its predecessor's clean-up.
+The image is present, as the target assumes. A further row times the same from
+a fresh ``python -c`` process (adds interpreter start and imports). The floors
+do what Docker must for the same shape on the same network (a job network,
+two containers, start, wait, remove both, remove the network), without our code.
 
 Target: median <= 1.2 s. Quoted, not measured (they are not installed here):
 TorchX local_docker with 2 replicas 2.4-2.9 s, NeMo-Run's single-node docker
@@ -51,7 +51,8 @@ FRESH_PROCESS = """
 import sys
 import nemo_run_k8s as run
 from bench.bench_docker import add
-job = run.submit(run.Partial(add, a=1), run.DockerExecutor(num_nodes=2, base_image=sys.argv[1]))
+executor = run.DockerExecutor(num_nodes=2, base_image=sys.argv[1], network=sys.argv[2])
+job = run.submit(run.Partial(add, a=1), executor)
 assert job.result() == 2
 """
 
@@ -68,11 +69,12 @@ def timed(marks: dict[str, float], name: str, fn: Callable[..., Any]) -> Callabl
     return wrapper
 
 
-def one_job(base_image: str, marks: dict[str, float]) -> float:
+def one_job(base_image: str, network: str, marks: dict[str, float]) -> float:
     import nemo_run_k8s as run
 
     start, epoch = time.perf_counter(), time.time()
-    job = run.submit(run.Partial(add, a=1), run.DockerExecutor(num_nodes=2, base_image=base_image))
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image, network=network)
+    job = run.submit(run.Partial(add, a=1), executor)
     submitted = time.perf_counter()
     assert job.result() == 2, job.log_tail()
     end = time.perf_counter()
@@ -105,11 +107,13 @@ def wait_for_no_networks() -> None:
         time.sleep(0.01)
 
 
-def docker_floor(image: str, entrypoint: list[str] | None) -> float:
-    """Docker's own cost for the same shape: network, 2 containers, start, wait, remove.
+def docker_floor(image: str, entrypoint: list[str] | None, network: str) -> float:
+    """Docker's own cost for the same shape: (network,) 2 containers, start, wait, remove.
 
     With ``entrypoint`` None the containers run the job's entrypoint on its
-    bundle (Docker plus the Python floor of the job); else that command.
+    bundle (Docker plus the Python floor of the job); else that command. With
+    ``network`` "job" a network is created and removed, as for such a job;
+    with "host" the containers share the host's.
     """
     import threading
 
@@ -120,7 +124,7 @@ def docker_floor(image: str, entrypoint: list[str] | None) -> float:
     labels = {"app.kubernetes.io/managed-by": "nemo-run-k8s", "nemo-run-k8s.io/bench": "floor"}
     start = time.perf_counter()
     name = f"nrk-bench-floor-{os.getpid()}"
-    network = api.create_network(name, labels=labels)["Id"]
+    network = api.create_network(name, labels=labels)["Id"] if network == "job" else None
     ids = []
     for node in range(2):
         endpoint = api.create_networking_config({name: api.create_endpoint_config()})
@@ -131,7 +135,8 @@ def docker_floor(image: str, entrypoint: list[str] | None) -> float:
                 entrypoint=entrypoint,
                 name=f"{name}-{node}",
                 labels=labels,
-                networking_config=endpoint,
+                host_config=api.create_host_config(network_mode=name if network else "host"),
+                networking_config=endpoint if network else None,
             )["Id"]
         )
     threads = [threading.Thread(target=api.start, args=(cid,)) for cid in ids]
@@ -143,15 +148,16 @@ def docker_floor(image: str, entrypoint: list[str] | None) -> float:
         api.wait(cid)
     for cid in ids:
         api.remove_container(cid, force=True)
-    api.remove_network(network)
+    if network:
+        api.remove_network(network)
     return time.perf_counter() - start
 
 
-def one_job_image(base_image: str) -> str:
+def one_job_image(base_image: str, network: str) -> str:
     """The job image of the benchmark's task (present after the warm-up run)."""
     import nemo_run_k8s as run
 
-    executor = run.DockerExecutor(num_nodes=2, base_image=base_image)
+    executor = run.DockerExecutor(num_nodes=2, base_image=base_image, network=network)
     return str(run.build_image(run.Partial(add, a=1), executor).ref)
 
 
@@ -163,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=10, help="samples per measurement")
     parser.add_argument("--base-image", default="nemo-run-k8s/base-python:local")
+    parser.add_argument("--network", choices=["host", "job"], default="host")
     opts = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as home:
@@ -170,8 +177,8 @@ def main() -> None:
         from nemo_run_k8s.executors.docker import executor as de
         from nemo_run_k8s.image.builder import ImageBuilder
 
-        one_job(opts.base_image, {})  # builds or finds the image, warms caches
-        image = one_job_image(opts.base_image)
+        one_job(opts.base_image, opts.network, {})  # builds or finds the image, warms caches
+        image = one_job_image(opts.base_image, opts.network)
         marks: dict[str, float] = {}
         de.DockerExecutor.check_backend = timed(
             marks, "  check_backend", de.DockerExecutor.check_backend
@@ -181,24 +188,27 @@ def main() -> None:
         samples, phases = [], []
         for _ in range(opts.n):
             marks.clear()
-            samples.append(one_job(opts.base_image, marks))
+            samples.append(one_job(opts.base_image, opts.network, marks))
             phases.append(dict(marks))
         cleaned = [p.pop("network removed (after the result)") for p in phases]
 
-        floor_true = [docker_floor(image, ["true"]) for _ in range(opts.n)]
-        floor_entry = [docker_floor(image, None) for _ in range(opts.n)]
+        floor_true = [docker_floor(image, ["true"], opts.network) for _ in range(opts.n)]
+        floor_entry = [docker_floor(image, None, opts.network) for _ in range(opts.n)]
 
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO.parent)])}
         fresh = []
         for _ in range(opts.n):
             start = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-c", FRESH_PROCESS, opts.base_image], env=env, check=True
+                [sys.executable, "-c", FRESH_PROCESS, opts.base_image, opts.network],
+                env=env,
+                check=True,
             )
             fresh.append(time.perf_counter() - start)
             wait_for_no_networks()
 
     print(f"{'seconds (n=' + str(opts.n) + ')':<40} {'median':>8} {'min':>8} {'max':>8}")
+    print(f"network: {opts.network}")
     print(row("2-node job: submit + result (in process)", samples))
     print(row("  ... until its network is removed too", cleaned))
     print(row("the same from a fresh python process", fresh))

@@ -22,11 +22,13 @@ Rows:
           engine's floor for adding a few-KB layer to an existing image (docker load of
           the layer alone, and a container commit), no code of ours.
   docker  a trivial 2-node Docker job, submit to finish, whole process, vs TorchX
-          local_docker with 2 replicas. Baseline rows: Docker alone doing the same
-          shape (network, two containers of `true`, start, wait, remove; no code of
-          ours), and a Python process importing fiddle and exiting (its import-time
-          objects frozen, as nemo_run_k8s does, so exit does not walk them): a
-          whole-process submission of a fiddle config pays at least both. Between
+          local_docker with 2 replicas: ours on the host's network (the default), and
+          with network="job" (a bridge network of the job's own, as TorchX's jobs get a
+          bridge network). Baseline rows: Docker alone doing the same shape on each
+          network (containers of `true`, start, wait, remove; a job network created
+          too; no code of ours), and a Python process importing fiddle and exiting (its
+          import-time objects frozen, as nemo_run_k8s does, so exit does not walk them):
+          a whole-process submission of a fiddle config pays at least both. Between
           samples, untimed, the next waits until our supervisor has removed the previous
           job's network (it does so after the result; the note gives how long after), and
           TorchX's exited containers (it leaves them) are removed.
@@ -258,17 +260,23 @@ class Bench:
         # Between samples, untimed: our supervisor removes the job's network after the result
         # (the row does not wait for it, nor should the next sample); TorchX leaves its exited
         # containers, which are removed so that both start each sample from the same engine.
-        cleanups: list[float] = []
         ours = sample_whole_process(
-            "nemo_run_k8s",
-            [sys.executable, str(BENCH / "ours" / "docker_job.py"), self.base],
+            "nemo_run_k8s (host network, the default)",
+            [sys.executable, str(BENCH / "ours" / "docker_job.py"), self.base, "host"],
+            self.env(),
+            self.n,
+        )
+        cleanups: list[float] = []
+        ours_job_network = sample_whole_process(
+            "nemo_run_k8s, network='job'",
+            [sys.executable, str(BENCH / "ours" / "docker_job.py"), self.base, "job"],
             self.env(),
             self.n,
             settle=lambda: cleanups.append(_wait_for_no_networks(JOB_ID_LABEL)),
         )
-        if ours.samples:
-            ours.note = (
-                f"n={len(ours.samples)}; the job's network was gone "
+        if ours_job_network.samples:
+            ours_job_network.note = (
+                f"n={len(ours_job_network.samples)}; the job's network was gone "
                 f"{statistics.median(cleanups[1:]) * 1e3:.0f} ms (median) after the process "
                 "ended, untimed"
             )
@@ -280,10 +288,9 @@ class Bench:
             note=_install_note(torchx),
             settle=lambda: _remove_containers("torchx.pytorch.org/version"),
         )
-        docker_alone = self._runner_side(
-            "Docker alone (in-process)",
-            [sys.executable, str(BENCH / "ours" / "docker_floor.py"), self.base, str(self.n)],
-        )
+        floor = [sys.executable, str(BENCH / "ours" / "docker_floor.py"), self.base, str(self.n)]
+        docker_host = self._runner_side("Docker alone (in-process)", [*floor, "host"])
+        docker_job = self._runner_side("Docker alone (in-process)", [*floor, "job"])
         python_fiddle = sample_whole_process(
             "python -c 'import fiddle, cloudpickle, gc; gc.freeze()'",
             [sys.executable, "-c", "import fiddle, cloudpickle, gc; gc.freeze()"],
@@ -292,9 +299,15 @@ class Bench:
         )
         return [
             Row("2-node trivial Docker job, submit to finish", ours, [peer]),
+            Row("2-node trivial Docker job, on a network of its own", ours_job_network, [peer]),
             Row(
-                "floor: network + 2 containers of `true`, started, waited, removed",
-                docker_alone,
+                "floor: 2 containers of `true` on the host's network, started, waited, removed",
+                docker_host,
+                [],
+            ),
+            Row(
+                "floor: the same on a network of the job's own (created first)",
+                docker_job,
                 [],
             ),
             Row(

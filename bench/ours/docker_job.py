@@ -5,7 +5,7 @@ Timed as a whole process; the job image is built by the untimed warm-up run
 and found by its content tag afterwards. Exits 3 with "NOT AVAILABLE: ..." when
 this checkout has no DockerExecutor yet.
 
-Usage: python docker_job.py BASE_IMAGE
+Usage: python docker_job.py BASE_IMAGE [NETWORK]   (NETWORK: host, the default, or job)
 """
 
 import sys
@@ -17,7 +17,8 @@ import nemo_run_k8s as run
 
 def main() -> None:
     try:
-        executor = run.DockerExecutor(num_nodes=2, base_image=sys.argv[1])
+        options = {"network": sys.argv[2]} if len(sys.argv) > 2 else {}
+        executor = run.DockerExecutor(num_nodes=2, base_image=sys.argv[1], **options)
     except (AttributeError, ImportError, TypeError) as err:
         print(f"NOT AVAILABLE: {type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(3)

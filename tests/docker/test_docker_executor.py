@@ -53,6 +53,17 @@ def show_env(steps: int = 3) -> dict[str, str]:
     return env
 
 
+def where_am_i() -> dict[str, str]:
+    """This node's hostname, and the address every node's name resolves to here."""
+    import socket
+
+    nodes = int(os.environ["PET_NNODES"])
+    master = os.environ["MASTER_ADDR"]
+    names = [master.rsplit("-", 1)[0] + f"-{n}" for n in range(nodes)]
+    seen = {n: socket.gethostbyname(n) for n in names}
+    return {"hostname": socket.gethostname(), "MASTER_PORT": os.environ["MASTER_PORT"], **seen}
+
+
 def node_one_fails() -> None:
     if os.environ["RANK"] == "1":
         time.sleep(1)
@@ -99,9 +110,12 @@ def in_fresh_process(code: str, timeout: float = 60) -> str:
 # ---------------------------------------------------------------------- tests
 
 
-def test_two_nodes_two_processes_all_reduce(cpu_image: str, docker_client: Any) -> None:
+@pytest.mark.parametrize("network", ["host", "job"])
+def test_two_nodes_two_processes_all_reduce(
+    network: str, cpu_image: str, docker_client: Any
+) -> None:
     executor = run.DockerExecutor(
-        num_nodes=2, nproc_per_node=2, base_image=cpu_image, shm_size="256m"
+        num_nodes=2, nproc_per_node=2, base_image=cpu_image, shm_size="256m", network=network
     )
     job = run.submit(run.Partial(allreduce_rank), executor, name="allreduce")
     assert job.wait(timeout=240) is JobState.SUCCEEDED, job.log_tail()
@@ -133,11 +147,29 @@ def test_env_contract_and_followed_logs(base_image: str, docker_client: Any) -> 
     assert leftovers(docker_client, job.id) == []
 
 
+def test_on_the_hosts_network_nodes_have_their_names_and_two_jobs_at_once_get_own_ports(
+    base_image: str, docker_client: Any
+) -> None:
+    executor = run.DockerExecutor(num_nodes=3, base_image=base_image)  # network="host"
+    jobs = [run.submit(run.Partial(where_am_i), executor, name=f"host-net-{i}") for i in (0, 1)]
+    ports = []
+    for job in jobs:
+        assert job.wait(timeout=120) is JobState.SUCCEEDED, job.log_tail()
+        names = [docker_spec.container_name(job.id, n) for n in range(3)]
+        seen = job.result()
+        ports.append(seen.pop("MASTER_PORT"))
+        assert seen == {"hostname": names[0], **dict.fromkeys(names, "127.0.0.1")}
+        assert json.loads(Path(job.record.job_dir, "docker.json").read_text())["network_id"] is None
+        assert leftovers(docker_client, job.id, network_grace=0) == []  # no network was made
+    assert ports[0] != ports[1] and all(20000 <= int(port) < 32768 for port in ports)
+
+
 def test_final_state_leaves_no_container_and_the_network_goes_right_after(
     base_image: str, docker_client: Any
 ) -> None:
     job = run.run(
-        run.Partial(show_env, steps=0), run.DockerExecutor(num_nodes=2, base_image=base_image)
+        run.Partial(show_env, steps=0),
+        run.DockerExecutor(num_nodes=2, base_image=base_image, network="job"),
     )
     assert job.state() is JobState.SUCCEEDED
     assert [x for x in leftovers(docker_client, job.id, network_grace=0) if "container" in x] == []
@@ -237,7 +269,7 @@ def test_a_submitter_killed_during_the_image_build_leaves_nothing_and_a_failed_j
         f"    Path({str(marker)!r}).write_text(Path(bundles[0].path).parent.name)\n"
         "    while True: time.sleep(1)\n"
         "ImageBuilder.build = hang\n"
-        f"ex = run.DockerExecutor(num_nodes=2, base_image={base_image!r})\n"
+        f"ex = run.DockerExecutor(num_nodes=2, base_image={base_image!r}, network='job')\n"
         "run.submit(run.Partial(print, 'never'), ex, name='killed-submitter')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -52,6 +52,7 @@ def test_defaults_follow_the_gpus() -> None:
         ({"volumes": ["/data:data"]}, "must be absolute"),
         ({"volumes": ["/data:/data:rx"]}, "is not 'HOST_PATH:CONTAINER_PATH[:ro|rw]'"),
         ({"base_image": ""}, "base_image: give an image name"),
+        ({"network": "bridge"}, "network: 'bridge' is not one of 'host', 'job'"),
     ],
 )
 def test_wrong_options_are_refused_with_the_option_named(options: dict, message: str) -> None:
@@ -80,9 +81,13 @@ def test_volumes_resolve_relative_host_paths(tmp_path, monkeypatch) -> None:
     assert executor.volumes == [f"{tmp_path}/data:/data:ro"]
 
 
-def test_dry_run_shows_network_containers_env_and_recipes() -> None:
+def test_dry_run_on_the_jobs_own_network_shows_it_containers_env_and_recipes() -> None:
     executor = de.DockerExecutor(
-        num_nodes=2, base_image="my/base:1", env_vars={"LR_SCHEDULE": "cosine"}, master_port=29511
+        num_nodes=2,
+        base_image="my/base:1",
+        env_vars={"LR_SCHEDULE": "cosine"},
+        master_port=29511,
+        network="job",
     )
     p = plan(executor)
     network, node0, node1 = p.documents
@@ -125,6 +130,38 @@ def test_dry_run_shows_network_containers_env_and_recipes() -> None:
     assert "train.lr = 0.5" in text or "lr = 0.5" in text
 
 
+def test_on_the_hosts_network_node_names_resolve_to_loopback_and_the_port_is_free() -> None:
+    p = plan(de.DockerExecutor(num_nodes=3))  # network="host" by default
+    assert [d["kind"] for d in p.documents] == ["container"] * 3  # no network to create
+    names = [f"{p.job_id}-node-{n}" for n in range(3)]
+    for node, doc in enumerate(p.documents):
+        assert doc["network"] == "host" and doc["hostname"] == names[node]
+        assert doc["extra_hosts"] == {name: "127.0.0.1" for name in names}
+        assert doc["env"]["MASTER_ADDR"] == names[0]
+    ports = {d["env"]["MASTER_PORT"] for d in p.documents}
+    assert len(ports) == 1 and 20000 <= int(ports.pop()) < 32768
+    config = ds.container_config(p.documents[1], "img", {})
+    assert config["HostConfig"]["NetworkMode"] == "host"
+    assert config["HostConfig"]["ExtraHosts"] == [f"{name}:127.0.0.1" for name in names]
+    assert "NetworkingConfig" not in config  # Docker refuses aliases on the host's network
+    # Jobs submitted one after another get different ports (chosen at random).
+    executor = de.DockerExecutor(num_nodes=2)
+    assert len({plan(executor).documents[0]["env"]["MASTER_PORT"] for _ in range(5)}) > 1
+
+
+def test_a_port_in_use_on_the_hosts_network_is_refused_before_anything_is_built() -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("0.0.0.0", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert not de._port_is_free(port)
+        with pytest.raises(InvalidOptionError, match=f"master_port: port {port} is in use"):
+            de.DockerExecutor(master_port=port).check_backend()
+    assert de._port_is_free(port)
+
+
 def test_torchrun_nodes_prefix_worker_lines_with_node_and_global_rank() -> None:
     env = ds.node_env(1, "m", 29500, num_nodes=2, nproc=2)
     assert env["WORLD_SIZE"] == "4" and env["RANK"] == "1"
@@ -134,8 +171,8 @@ def test_torchrun_nodes_prefix_worker_lines_with_node_and_global_rank() -> None:
 
 def test_gpus_are_split_between_nodes() -> None:
     p = plan(de.DockerExecutor(num_nodes=2, gpus_per_node=2))
-    assert [d["gpus"]["device_ids"] for d in p.documents[1:]] == [["0", "1"], ["2", "3"]]
-    assert p.documents[1]["env"]["PET_NPROC_PER_NODE"] == "2"
+    assert [d["gpus"]["device_ids"] for d in p.documents] == [["0", "1"], ["2", "3"]]
+    assert p.documents[0]["env"]["PET_NPROC_PER_NODE"] == "2"
 
 
 def test_the_engine_gets_what_docker_run_would_send(tmp_path) -> None:
@@ -143,7 +180,7 @@ def test_the_engine_gets_what_docker_run_would_send(tmp_path) -> None:
     host = tmp_path / "data"
     host.mkdir()
     executor = de.DockerExecutor(
-        num_nodes=2, gpus_per_node=1, shm_size="2Gi", volumes=[f"{host}:/data:ro"]
+        num_nodes=2, gpus_per_node=1, shm_size="2Gi", volumes=[f"{host}:/data:ro"], network="job"
     )
     doc = plan(executor).documents[2]
     config = ds.container_config(doc, "nemo-run-k8s/job:abc", {"A": "1", "TOKEN": "s3cret"})
@@ -166,14 +203,14 @@ def test_the_engine_gets_what_docker_run_would_send(tmp_path) -> None:
 def test_secret_values_are_masked_in_the_plan_and_repr() -> None:
     executor = de.DockerExecutor(secret_env_vars={"API_TOKEN": SECRET})
     p = plan(executor)
-    assert p.documents[1]["env"]["API_TOKEN"] == ds.SECRET_MASK
+    assert p.documents[0]["env"]["API_TOKEN"] == ds.SECRET_MASK
     assert SECRET not in str(p) and SECRET not in repr(p.documents)
     assert SECRET not in repr(executor) and "API_TOKEN" in repr(executor)
 
 
 def test_the_dry_run_needs_no_docker_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "docker", None)  # `import docker` now fails
-    assert len(plan(de.DockerExecutor(num_nodes=3)).documents) == 4
+    assert len(plan(de.DockerExecutor(num_nodes=3)).documents) == 3
 
 
 def test_gpu_refusal_without_an_nvidia_runtime(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,12 @@ MAX_NPROC_PER_NODE = 1024
 #: Where the job image keeps the code of ``code_dir`` (see resources/job.Dockerfile).
 CODE_DIR_IN_IMAGE = "/workspace"
 _SHM_SIZE = re.compile(r"^([0-9]+)\s*([bkmgBKMG]?)(?:i|iB|B)?$")  # 8g, 8G, 8Gi, 8GB
+#: ``network=``: "host" shares the host's network (no network to create; starting a container
+#: there is several times cheaper for Docker than on a bridge); "job" gives the job a bridge
+#: network of its own, each node its own ports and address.
+NETWORKS = ("host", "job")
+#: MASTER_PORT on a network of the job's own (no other job listens there).
+JOB_NETWORK_PORT = 29500
 
 
 # ---------------------------------------------------------------------- pure builders
@@ -50,13 +56,18 @@ def container_name(job_id: str, node: int) -> str:
 
 
 def container_spec(
-    executor: Any, bundle_path: str, job: JobIdentity, node: int, network: str
+    executor: Any, bundle_path: str, job: JobIdentity, node: int, master_port: int
 ) -> dict[str, Any]:
-    """What ``docker run`` gets for one node (the image is filled in at launch)."""
+    """What ``docker run`` gets for one node (the image is filled in at launch).
+
+    On the host's network every node's name resolves to 127.0.0.1 in every
+    container (``/etc/hosts``), so ``MASTER_ADDR`` names node 0 as on a network
+    of the job's own, where Docker's DNS resolves it.
+    """
     name = container_name(job.job_id, node)
     master = container_name(job.job_id, 0)
     nproc = executor.resources().nproc_per_node
-    env = node_env(node, master, executor.master_port, executor.num_nodes, nproc)
+    env = node_env(node, master, master_port, executor.num_nodes, nproc)
     env.update(executor.env_vars or {})
     env.update({key: SECRET_MASK for key in executor.secret_env_vars or {}})
     command = [bundle_path]
@@ -74,7 +85,7 @@ def container_spec(
         "image": IMAGE_PLACEHOLDER,
         "command": command,
         "hostname": name,
-        "network": network,
+        "network": "host" if executor.network == "host" else network_name(job.job_id),
         "labels": {**job_labels(job.job_id, job.name, job.experiment), NODE_LABEL: str(node)},
         "env": env,
         "mounts": mounts,
@@ -83,6 +94,10 @@ def container_spec(
         # ignores it until it has installed a handler, and the stop then waits its whole grace.
         "init": True,
     }
+    if executor.network == "host":
+        spec["extra_hosts"] = {
+            container_name(job.job_id, n): "127.0.0.1" for n in range(executor.num_nodes)
+        }
     if os.getuid() != 0:  # files written to the host stay the submitting user's
         spec["user"] = f"{os.getuid()}:{os.getgid()}"
         env.setdefault("HOME", "/tmp")
@@ -96,8 +111,8 @@ def container_spec(
 def container_config(doc: dict[str, Any], image: str, env: dict[str, str]) -> dict[str, Any]:
     """The Engine API body creating the container of ``doc`` (a :func:`container_spec`).
 
-    What ``docker run --network <net> --init --shm-size ... --mount ...`` sends;
-    ``image`` and ``env`` (secret values included) are filled in at launch.
+    What ``docker run --network <net> --add-host ... --init --shm-size ... --mount ...``
+    sends; ``image`` and ``env`` (secret values included) are filled in at launch.
     """
     host_config: dict[str, Any] = {
         "Mounts": [
@@ -113,6 +128,8 @@ def container_config(doc: dict[str, Any], image: str, env: dict[str, str]) -> di
         "Init": doc["init"],
         "NetworkMode": doc["network"],
     }
+    if "extra_hosts" in doc:
+        host_config["ExtraHosts"] = [f"{name}:{ip}" for name, ip in doc["extra_hosts"].items()]
     if "gpus" in doc:
         host_config["DeviceRequests"] = [
             {
@@ -130,8 +147,10 @@ def container_config(doc: dict[str, Any], image: str, env: dict[str, str]) -> di
         "Env": [f"{key}={value}" for key, value in env.items()],
         "Labels": doc["labels"],
         "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {doc["network"]: {"Aliases": [doc["name"]]}}},
     }
+    if doc["network"] != "host":  # aliases exist on user-defined networks only
+        endpoint = {"Aliases": [doc["name"]]}
+        config["NetworkingConfig"] = {"EndpointsConfig": {doc["network"]: endpoint}}
     if doc.get("user"):
         config["User"] = doc["user"]
     return config
