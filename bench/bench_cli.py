@@ -24,6 +24,7 @@ def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "NEMO_RUN_K8S_HOME": home, "PYTHONPATH": str(REPO)}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # cached bytecode, as a user's Python has it
         _fill_records(env)
         commands = {
             "python -c pass (baseline)": [sys.executable, "-c", "pass"],

@@ -41,6 +41,7 @@ def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": pythonpath}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # cached bytecode, as a user's Python has it
     samples: dict[str, list[float]] = {label: [] for label in COMMANDS}
     try:
         for code in COMMANDS.values():

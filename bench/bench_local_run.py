@@ -133,6 +133,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "NEMO_RUN_K8S_HOME": home}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # cached bytecode, as a user's Python has it
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         env.pop("PYTHONUNBUFFERED", None)
 

@@ -125,6 +125,10 @@ def environment(home: Path, extra_path: Sequence[Path] = ()) -> dict[str, str]:
     env["NEMO_RUN_K8S_HOME"] = str(home / "nemo_run_k8s")
     env["NEMORUN_HOME"] = str(home / "nemo_run")
     env.pop("CI", None)
+    # Bytecode is cached as a user's Python caches it: with this set (some sandboxes and CI
+    # images do), a checkout's modules would be compiled again in every timed process, while
+    # pip-installed packages (fiddle, the peers) come with theirs compiled at install time.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
