@@ -91,7 +91,7 @@ class DockerExecutor(HostExecutor):
         listen on the same one, and the job is reachable as any process on the
         host is. ``"job"``: a bridge network of the job's own; each node has
         its own address and ports (as pods do) and nothing outside the host
-        reaches them; Docker takes ~0.3 s longer per container to start there.
+        reaches them; Docker takes ~0.25 s longer per container there.
       master_port: the port node 0 listens on for the rendezvous (default: a
         free port of the host on the host's network, 29500 on the job's own).
     """
