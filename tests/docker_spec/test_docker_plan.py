@@ -149,6 +149,24 @@ def test_on_the_hosts_network_node_names_resolve_to_loopback_and_the_port_is_fre
     assert len({plan(executor).documents[0]["env"]["MASTER_PORT"] for _ in range(5)}) > 1
 
 
+def test_ports_handed_out_by_this_process_are_not_handed_out_again() -> None:
+    # An experiment plans its next job before the last one's node 0 listens, so the check
+    # alone would not see the port taken; threads submitting at once share the record.
+    import threading
+
+    ports: list[int] = []
+
+    def pick(count: int) -> None:
+        ports.extend(de._free_port() for _ in range(count))
+
+    threads = [threading.Thread(target=pick, args=(150,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(ports) == 600 and len(set(ports)) == 600
+
+
 def test_a_port_in_use_on_the_hosts_network_is_refused_before_anything_is_built() -> None:
     import socket
 

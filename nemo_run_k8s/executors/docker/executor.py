@@ -39,6 +39,7 @@ import random
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -365,17 +366,32 @@ def _host_gpu_count() -> int | None:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
+#: Ports this process gave to jobs, and when: node 0 listens on one only once it has started,
+#: so until then the check cannot see it taken (an experiment plans its next job sooner).
+_HANDED_OUT: dict[int, float] = {}
+_HANDED_OUT_LOCK = threading.Lock()
+_HANDED_OUT_SECONDS = 3600.0
+
+
 def _free_port() -> int:
     """A port no process listens on here now, from below the kernel's ephemeral range.
 
-    Chosen at random, so that jobs submitted at once do not pick the same one;
+    Chosen at random, so that jobs submitted at once from different processes
+    are unlikely to pick the same one, and never one this process handed out in
+    the last hour (threads and experiments submitting one job after another);
     the range below 32768 keeps clear of the ports outgoing connections take.
     """
     rng = random.SystemRandom()
-    for _ in range(100):
-        port = rng.randrange(20000, 32768)
-        if _port_is_free(port):
-            return port
+    with _HANDED_OUT_LOCK:
+        now = time.monotonic()
+        for port, when in list(_HANDED_OUT.items()):
+            if now - when > _HANDED_OUT_SECONDS:
+                del _HANDED_OUT[port]
+        for _ in range(100):
+            port = rng.randrange(20000, 32768)
+            if port not in _HANDED_OUT and _port_is_free(port):
+                _HANDED_OUT[port] = now
+                return port
     raise SubmissionError(
         "found no free port for the rendezvous in 100 tries (20000-32767); pass master_port"
     )
