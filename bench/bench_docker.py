@@ -94,19 +94,6 @@ def one_job(base_image: str, network: str, marks: dict[str, float]) -> float:
     return end - start
 
 
-def wait_for_no_networks() -> None:
-    """Waits (untimed) until no job network is left: supervisors remove them after the end."""
-    import docker
-
-    from nemo_run_k8s.labels import JOB_ID_LABEL
-
-    api = docker.from_env().api
-    deadline = time.monotonic() + 30
-    while api.networks(filters={"label": JOB_ID_LABEL}):
-        assert time.monotonic() < deadline, "job networks were not removed"
-        time.sleep(0.01)
-
-
 def docker_floor(image: str, entrypoint: list[str] | None, network: str) -> float:
     """Docker's own cost for the same shape: (network,) 2 containers, start, wait, remove.
 
@@ -124,7 +111,7 @@ def docker_floor(image: str, entrypoint: list[str] | None, network: str) -> floa
     labels = {"app.kubernetes.io/managed-by": "nemo-run-k8s", "nemo-run-k8s.io/bench": "floor"}
     start = time.perf_counter()
     name = f"nrk-bench-floor-{os.getpid()}"
-    network = api.create_network(name, labels=labels)["Id"] if network == "job" else None
+    network_id = api.create_network(name, labels=labels)["Id"] if network == "job" else None
     ids = []
     for node in range(2):
         endpoint = api.create_networking_config({name: api.create_endpoint_config()})
@@ -135,8 +122,8 @@ def docker_floor(image: str, entrypoint: list[str] | None, network: str) -> floa
                 entrypoint=entrypoint,
                 name=f"{name}-{node}",
                 labels=labels,
-                host_config=api.create_host_config(network_mode=name if network else "host"),
-                networking_config=endpoint if network else None,
+                host_config=api.create_host_config(network_mode=name if network_id else "host"),
+                networking_config=endpoint if network_id else None,
             )["Id"]
         )
     threads = [threading.Thread(target=api.start, args=(cid,)) for cid in ids]
@@ -148,8 +135,8 @@ def docker_floor(image: str, entrypoint: list[str] | None, network: str) -> floa
         api.wait(cid)
     for cid in ids:
         api.remove_container(cid, force=True)
-    if network:
-        api.remove_network(network)
+    if network_id:
+        api.remove_network(network_id)
     return time.perf_counter() - start
 
 
@@ -174,8 +161,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as home:
         os.environ["NEMO_RUN_K8S_HOME"] = home
+        from harness import wait_for_no_networks  # bench/ is this script's directory
+
         from nemo_run_k8s.executors.docker import executor as de
         from nemo_run_k8s.image.builder import ImageBuilder
+        from nemo_run_k8s.labels import JOB_ID_LABEL
 
         one_job(opts.base_image, opts.network, {})  # builds or finds the image, warms caches
         image = one_job_image(opts.base_image, opts.network)
@@ -206,7 +196,7 @@ def main() -> None:
                 check=True,
             )
             fresh.append(time.perf_counter() - start)
-            wait_for_no_networks()
+            wait_for_no_networks(JOB_ID_LABEL)
 
     print(f"{'seconds (n=' + str(opts.n) + ')':<40} {'median':>8} {'min':>8} {'max':>8}")
     print(f"network: {opts.network}")

@@ -173,6 +173,25 @@ def _tail(text: str) -> str:
     return (lines[-1] if lines else "failed without output")[:300]
 
 
+def wait_for_no_networks(label: str, timeout: float = 60) -> float:
+    """Waits until no Docker network carries ``label``; returns the seconds it took.
+
+    A Docker job's supervisor removes its network after the result; a benchmark
+    waits for that (untimed) so that no sample pays for its predecessor's clean-up.
+    """
+    start = time.perf_counter()
+    while subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"label={label}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.strip():
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"networks labelled {label} were not removed in {timeout:.0f} s")
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
 def sample_whole_process(
     tool: str,
     cmd: Sequence[str] | None,

@@ -83,6 +83,7 @@ from harness import (
     python_cmd,
     run_runner,
     sample_whole_process,
+    wait_for_no_networks,
 )
 
 BASE_IMAGE = "nemo-run-k8s/base-python:local"
@@ -272,7 +273,7 @@ class Bench:
             [sys.executable, str(BENCH / "ours" / "docker_job.py"), self.base, "job"],
             self.env(),
             self.n,
-            settle=lambda: cleanups.append(_wait_for_no_networks(JOB_ID_LABEL)),
+            settle=lambda: cleanups.append(wait_for_no_networks(JOB_ID_LABEL)),
         )
         if ours_job_network.samples:
             ours_job_network.note = (
@@ -478,21 +479,6 @@ def _remove_images(refs: list[str]) -> None:
     """Removes the images a runner built (never others'); images in use stay."""
     if refs:
         subprocess.run(["docker", "rmi", *refs], capture_output=True, timeout=300)
-
-
-def _wait_for_no_networks(label: str, timeout: float = 60) -> float:
-    """Waits until no Docker network carries ``label``; returns the seconds it took."""
-    start = time.perf_counter()
-    while subprocess.run(
-        ["docker", "network", "ls", "-q", "--filter", f"label={label}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout.strip():
-        if time.perf_counter() - start > timeout:
-            raise RuntimeError(f"networks labelled {label} were not removed in {timeout:.0f} s")
-        time.sleep(0.01)
-    return time.perf_counter() - start
 
 
 def _remove_containers(label: str) -> None:
