@@ -192,15 +192,13 @@ class DockerExecutor(HostExecutor):
         from nemo_run_k8s.image.builder import env_recipe, job_layer_recipe
 
         documents: list[dict[str, Any]] = []
-        port = self.master_port
         if self.network == "job":
             labels = job_labels(job.job_id, job.name, job.experiment)
             name = ds.network_name(job.job_id)
             documents.append(
                 {"kind": "network", "name": name, "driver": "bridge", "labels": labels}
             )
-            port = port or ds.JOB_NETWORK_PORT
-        port = port or _free_port()
+        port = self.master_port or (ds.JOB_NETWORK_PORT if self.network == "job" else _free_port())
         documents += [
             ds.container_spec(self, bundle.image_path, job, node, port)
             for node in range(self.num_nodes)
